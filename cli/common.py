@@ -1,0 +1,129 @@
+"""Shared CLI plumbing: settings from flags, one-line errors, progress bars, JSON output."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.console import Console
+
+from kret.errors import KretError
+
+console = Console(stderr=True)
+out = Console()
+
+
+def get_kret(ctx: click.Context, **overrides: Any):
+    """The API object for this invocation, built once from env, kret.toml and global flags."""
+    from kret.api import Kret
+
+    obj = ctx.ensure_object(dict)
+    if "kret" not in obj:
+        obj["kret"] = Kret(**{**obj.get("overrides", {}), **overrides})
+    return obj["kret"]
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, default=str))
+
+
+def run_cli(entry: Callable[..., Any]) -> None:
+    """Run the click group: kret errors become one line and an exit code; Ctrl-C/SIGTERM exit 130."""
+
+    def _term(signum, frame):  # noqa: ARG001 - signal handler signature
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
+    try:
+        entry(standalone_mode=False)
+    except KretError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+class IndexProgress:
+    """Rich progress for indexing: files read, then documents and chunks embedded (with chunks/s)."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.enabled = enabled
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[extra]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not enabled,
+            transient=False,
+        )
+        self.tasks: dict[str, Any] = {}
+        self.chunks = 0
+        self.started: float | None = None
+
+    def __enter__(self) -> IndexProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+    def __call__(
+        self,
+        stage: str | None = None,
+        total: int | None = None,
+        advance: int = 0,
+        chunks: int = 0,
+        note: str | None = None,
+        **_: Any,
+    ) -> None:
+        import time
+
+        if note:
+            if self.enabled:
+                console.print(f"[dim]{note}[/]")
+            return
+        if stage is None:
+            return
+        label = {"read": "reading files", "embed": "embedding documents", "query": "running queries"}.get(
+            stage, stage
+        )
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task(label, total=total, extra="")
+            if stage == "embed":
+                self.started = time.perf_counter()
+        task = self.tasks[stage]
+        if total is not None:
+            self.progress.update(task, total=total)
+        self.chunks += chunks
+        extra = ""
+        if stage == "embed" and self.started is not None:
+            rate = self.chunks / max(time.perf_counter() - self.started, 1e-9)
+            extra = f"{self.chunks} chunks, {rate:.1f} chunks/s"
+        self.progress.update(task, advance=advance, extra=extra)

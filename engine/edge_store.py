@@ -1,0 +1,357 @@
+"""Qdrant Edge (``qdrant-edge-py``): the embedded default store, one shard directory per collection version.
+
+Layout: ``<collections>/<name>/CURRENT`` holds the live version id; ``<collections>/<name>/<version>/`` is an
+Edge shard. Switching versions is an ``os.replace`` of CURRENT, so a reader sees the old or the new version.
+Edge's write-ahead log makes every update operation durable and whole, which the indexer relies on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from kret.engine.store import (
+    CHUNK_KEYS,
+    DENSE,
+    INTEGER_INDEXES,
+    KEYWORD_INDEXES,
+    MANIFEST_ID,
+    SPARSE,
+    Backend,
+    Condition,
+    DocState,
+    DocumentWrite,
+    QuerySpec,
+    RawHit,
+    Store,
+    attach_branches,
+    branch_plan,
+    manifest_point,
+    marker_point,
+)
+from kret.engine.types import SparseVec, StoredPoint
+from kret.errors import CollectionNotFoundError, IndexInUseError, StoreError, UserInputError
+
+_VERSION_RE = re.compile(r"^v(\d{4,})$")
+
+
+def _edge():
+    import qdrant_edge
+
+    return qdrant_edge
+
+
+def _store_error(exc: Exception, path: Path) -> Exception:
+    text = str(exc)
+    if "WouldBlock" in text or "lock" in text.lower() and "wal" in text.lower():
+        return IndexInUseError(
+            f"index {path} is in use by another kret process; wait for it to finish (embedded Qdrant Edge "
+            "allows one process at a time — use a Qdrant server for concurrent access)"
+        )
+    return StoreError(f"Qdrant Edge failed on {path}: {text}")
+
+
+class EdgeStore(Store):
+    def __init__(self, path: Path, name: str, *, create: bool = False) -> None:
+        self.path = path
+        self.name = name
+        self._shard = None
+        if not create:
+            self._open()
+
+    def _open(self) -> None:
+        q = _edge()
+        try:
+            self._shard = q.EdgeShard.load(str(self.path))
+        except Exception as exc:
+            raise _store_error(exc, self.path) from None
+
+    @property
+    def shard(self):
+        if self._shard is None:
+            raise StoreError(f"collection {self.name} is closed")
+        return self._shard
+
+    def _update(self, op) -> None:
+        self._call("update", op)
+
+    def _call(self, method: str, *args, **kwargs):
+        """Every shard call goes through here so Edge's bare exceptions become kret's typed errors."""
+        try:
+            return getattr(self.shard, method)(*args, **kwargs)
+        except Exception as exc:
+            raise _store_error(exc, self.path) from None
+
+    # lifecycle ------------------------------------------------------------------------------------
+    def create(self, dimension: int, manifest: dict[str, Any]) -> None:
+        q = _edge()
+        config = q.EdgeConfig(
+            vectors={DENSE: q.EdgeVectorParams(size=dimension, distance=q.Distance.Cosine)},
+            sparse_vectors={SPARSE: q.EdgeSparseVectorParams(modifier=q.Modifier.Idf)},
+        )
+        try:
+            self._shard = q.EdgeShard.create(str(self.path), config)
+        except Exception as exc:
+            raise _store_error(exc, self.path) from None
+        for key in KEYWORD_INDEXES:
+            self._update(q.UpdateOperation.create_field_index(key, q.PayloadSchemaType.Keyword))
+        for key in INTEGER_INDEXES:
+            self._update(q.UpdateOperation.create_field_index(key, q.PayloadSchemaType.Integer))
+        self.write_manifest(manifest)
+
+    def close(self) -> None:
+        if self._shard is not None:
+            try:
+                self._shard.flush()
+                self._shard.close()
+            finally:
+                self._shard = None
+
+    def finalize(self) -> None:
+        self._call("optimize")
+        self._call("flush")
+
+    # manifest and documents ---------------------------------------------------------------------------
+    def read_manifest(self) -> dict[str, Any]:
+        recs = self._call("retrieve", [MANIFEST_ID], with_payload=True, with_vector=False)
+        if not recs:
+            raise StoreError(f"collection {self.name} has no manifest (not created by kret?)")
+        return json.loads(recs[0].payload["data"])
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        self._upsert([manifest_point(manifest)])
+
+    def _point(self, p: StoredPoint):
+        q = _edge()
+        vector: dict[str, Any] = {}
+        if p.dense is not None:
+            vector[DENSE] = list(map(float, p.dense))
+        if p.sparse is not None and len(p.sparse):
+            vector[SPARSE] = q.SparseVector(indices=list(p.sparse.indices), values=list(p.sparse.values))
+        return q.Point(id=p.id, vector=vector, payload=p.payload)
+
+    def _upsert(self, points: Sequence[StoredPoint]) -> None:
+        q = _edge()
+        self._update(q.UpdateOperation.upsert_points([self._point(p) for p in points]))
+
+    def _filter(self, conditions: Sequence[Condition]):
+        q = _edge()
+        must = []
+        for c in conditions:
+            if isinstance(c.value, list | tuple):
+                values = list(c.value)
+                if not values:
+                    # Nothing can match an empty set: a condition no point satisfies.
+                    must.append(q.FieldCondition(key="kind", match=q.MatchValue("\0none")))
+                    continue
+                must.append(q.FieldCondition(key=c.key, match=q.MatchAny(values)))
+            else:
+                must.append(q.FieldCondition(key=c.key, match=q.MatchValue(c.value)))
+        return q.Filter(must=must) if must else None
+
+    def doc_states(self) -> dict[str, DocState]:
+        out: dict[str, DocState] = {}
+        for rec in self._scroll([Condition("kind", "doc")], with_vectors=False, batch=2048):
+            pl = rec.payload or {}
+            out[pl["doc_id"]] = DocState(
+                pl["doc_id"],
+                pl.get("doc_hash", ""),
+                pl.get("path", ""),
+                pl.get("n_chunks", 0),
+                pl.get("lex_len", 0),
+            )
+        return out
+
+    def write_documents(self, writes: Sequence[DocumentWrite]) -> None:
+        if not writes:
+            return
+        q = _edge()
+        ids = [w.doc_id for w in writes]
+        self._update(q.UpdateOperation.delete_points_by_filter(self._filter([Condition("doc_id", ids)])))
+        points: list[StoredPoint] = []
+        for w in writes:
+            points.extend(w.points)
+            points.append(marker_point(w))
+        self._upsert(points)
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> None:
+        if doc_ids:
+            q = _edge()
+            self._update(
+                q.UpdateOperation.delete_points_by_filter(self._filter([Condition("doc_id", list(doc_ids))]))
+            )
+
+    # reading --------------------------------------------------------------------------------------
+    def _scroll(self, conditions: Sequence[Condition], *, with_vectors: bool, batch: int) -> Iterator[Any]:
+        q = _edge()
+        offset = None
+        flt = self._filter(conditions)
+        while True:
+            recs, offset = self._call(
+                "scroll",
+                q.ScrollRequest(
+                    offset=offset, limit=batch, filter=flt, with_payload=True, with_vector=with_vectors
+                ),
+            )
+            yield from recs
+            if offset is None or not recs:
+                return
+
+    def scroll_chunks(self, *, with_vectors: bool = False, batch: int = 512) -> Iterator[StoredPoint]:
+        for rec in self._scroll([Condition("kind", "chunk")], with_vectors=with_vectors, batch=batch):
+            dense = sparse = None
+            if with_vectors and rec.vector:
+                vec = rec.vector
+                dense = vec.get(DENSE)
+                sv = vec.get(SPARSE)
+                if sv is not None:
+                    sparse = SparseVec(list(sv.indices), list(sv.values))
+            yield StoredPoint(id=str(rec.id), dense=dense, sparse=sparse, payload=rec.payload or {})
+
+    def count_chunks(self) -> int:
+        q = _edge()
+        return self._call(
+            "count", q.CountRequest(exact=True, filter=self._filter([Condition("kind", "chunk")]))
+        )
+
+    def distinct_values(self, key: str, limit: int = 100_000) -> list[Any]:
+        q = _edge()
+        resp = self._call(
+            "facet",
+            q.FacetRequest(
+                key=key, limit=limit, exact=True, filter=self._filter([Condition("kind", "chunk")])
+            ),
+        )
+        return [hit.value for hit in resp.hits]
+
+    def has_key(self, key: str) -> bool:
+        q = _edge()
+        flt = q.Filter(
+            must=[q.FieldCondition(key="kind", match=q.MatchValue("chunk"))],
+            must_not=[q.IsEmptyCondition(key=key)],
+        )
+        return self._call("count", q.CountRequest(exact=True, filter=flt)) > 0
+
+    def query(self, spec: QuerySpec) -> list[RawHit]:
+        q = _edge()
+        branches = branch_plan(spec)
+        if not branches:
+            return []
+        flt = self._filter(spec.conditions)
+        params = q.SearchParams(exact=True) if spec.exact else None
+
+        def nearest(branch: str):
+            if branch == "dense":
+                return q.Query.Nearest(list(map(float, spec.dense)), using=DENSE)
+            sv = spec.sparse
+            return q.Query.Nearest(
+                q.SparseVector(indices=list(sv.indices), values=list(sv.values)), using=SPARSE
+            )
+
+        requests = [
+            q.QueryRequest(
+                limit=spec.prefetch_k if len(branches) > 1 else spec.limit,
+                query=nearest(b),
+                filter=flt,
+                params=params,
+                with_payload=spec.with_payload and len(branches) == 1,
+            )
+            for b in branches
+        ]
+        if len(branches) > 1:
+            if spec.fusion == "dbsf":
+                fusion = q.Fusion.Dbsf()
+            else:
+                weights = list(spec.weights) if spec.weights != (1.0, 1.0) else None
+                fusion = q.Fusion.Rrf(k=spec.rrf_k, weights=weights)
+            prefetches = [
+                q.Prefetch(limit=spec.prefetch_k, query=nearest(b), filter=flt, params=params)
+                for b in branches
+            ]
+            requests.append(
+                q.QueryRequest(
+                    limit=spec.limit,
+                    prefetches=prefetches,
+                    query=fusion,
+                    filter=flt,
+                    with_payload=spec.with_payload,
+                )
+            )
+        results = self._call("query_batch", q.QueryBatchRequest(requests))
+        branch_lists = {
+            b: [(str(p.id), float(p.score)) for p in res] for b, res in zip(branches, results, strict=False)
+        }
+        final = results[-1]
+        hits = [RawHit(id=str(p.id), score=float(p.score), payload=p.payload or {}) for p in final]
+        return attach_branches(hits, branch_lists)
+
+
+class EdgeBackend(Backend):
+    kind = "edge"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _dir(self, name: str) -> Path:
+        return self.root / name
+
+    def list_collections(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / "CURRENT").is_file())
+
+    def live_version(self, name: str) -> str | None:
+        pointer = self._dir(name) / "CURRENT"
+        if not pointer.is_file():
+            return None
+        version = pointer.read_text().strip()
+        return version or None
+
+    def versions(self, name: str) -> list[str]:
+        d = self._dir(name)
+        if not d.is_dir():
+            return []
+        return sorted(p.name for p in d.iterdir() if p.is_dir() and _VERSION_RE.match(p.name))
+
+    def open_version(self, name: str, version: str) -> Store:
+        path = self._dir(name) / version
+        if not path.is_dir():
+            raise CollectionNotFoundError(f"collection {name!r} has no version {version}")
+        return EdgeStore(path, name)
+
+    def new_version(self, name: str) -> tuple[str, Store]:
+        d = self._dir(name)
+        d.mkdir(parents=True, exist_ok=True)
+        numbers = [int(_VERSION_RE.match(v).group(1)) for v in self.versions(name)]
+        version = f"v{(max(numbers) + 1 if numbers else 1):04d}"
+        return version, EdgeStore(d / version, name, create=True)
+
+    def activate(self, name: str, version: str) -> None:
+        d = self._dir(name)
+        tmp = d / f".CURRENT.{os.getpid()}.tmp"
+        tmp.write_text(version + "\n")
+        os.replace(tmp, d / "CURRENT")
+
+    def drop_version(self, name: str, version: str) -> None:
+        if self.live_version(name) == version:
+            raise UserInputError(
+                f"version {version} is the live version of {name!r}; drop the collection instead"
+            )
+        path = self._dir(name) / version
+        if path.is_dir():
+            shutil.rmtree(path)
+
+    def drop(self, name: str) -> None:
+        d = self._dir(name)
+        if d.is_dir():
+            # Remove the pointer first: a crash half-way leaves no collection that looks live.
+            (d / "CURRENT").unlink(missing_ok=True)
+            shutil.rmtree(d)
+
+
+__all__ = ["EdgeBackend", "EdgeStore", "CHUNK_KEYS"]

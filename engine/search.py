@@ -1,0 +1,186 @@
+"""Query-time path shared by ``kret search``, the LangChain retriever, ``kret eval`` and negative mining.
+
+Everything that reaches a user goes through ``Searcher.search`` so that what is evaluated and mined is exactly
+what is served. Filters are turned into Qdrant conditions (globs are resolved against the indexed paths
+first), so they run inside Qdrant's payload indexes, not on a truncated result list.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kret.engine.collection import Collection
+from kret.engine.embedder import Embedder
+from kret.engine.sparse import KiwiBM25Encoder
+from kret.engine.store import CHUNK_KEYS, INTEGER_INDEXES, KEYWORD_INDEXES, Condition, QuerySpec, RawHit
+from kret.engine.types import Hit, SearchFilter
+from kret.errors import EmptyQueryError, UnknownFilterKeyError, UserInputError
+from kret.settings import FusionKind, SearchMode, Settings
+
+_MODES = ("dense", "sparse", "hybrid")
+
+
+@dataclass
+class SearchOptions:
+    k: int = 10
+    mode: SearchMode = "hybrid"
+    fusion: FusionKind = "rrf"
+    rrf_k: int = 60
+    prefetch_k: int = 100
+    dense_weight: float = 1.0
+    sparse_weight: float = 1.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> SearchOptions:
+        base = cls(
+            mode=settings.search_mode,
+            fusion=settings.fusion,
+            rrf_k=settings.rrf_k,
+            prefetch_k=settings.prefetch_k,
+            dense_weight=settings.dense_weight,
+            sparse_weight=settings.sparse_weight,
+        )
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(base, key, value)
+        base.validate()
+        return base
+
+    def validate(self) -> None:
+        if self.mode not in _MODES:
+            raise UserInputError(f"unknown search mode {self.mode!r} (choose dense, sparse or hybrid)")
+        if self.fusion not in ("rrf", "dbsf"):
+            raise UserInputError(f"unknown fusion {self.fusion!r} (choose rrf or dbsf)")
+        if self.k < 1:
+            raise UserInputError("k must be at least 1")
+
+
+def _coerce(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    low = value.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if value.lstrip("-").isdigit() and len(value) < 19:
+        return int(value)
+    return value
+
+
+class Searcher:
+    """An open collection with its model and lexical encoder, ready to answer queries."""
+
+    def __init__(self, collection: Collection, embedder: Embedder, encoder: KiwiBM25Encoder) -> None:
+        self.collection = collection
+        self.embedder = embedder
+        self.encoder = encoder
+
+    @property
+    def model_name(self) -> str:
+        return self.collection.manifest["model"]["name"]
+
+    # filters ----------------------------------------------------------------------------------------
+    def _conditions(self, flt: SearchFilter | None) -> tuple[list[Condition], bool]:
+        """Qdrant conditions for a filter, and whether exact search is needed (a key without an index)."""
+        if flt is None or flt.is_empty():
+            return [], False
+        store = self.collection.store
+        conds: list[Condition] = []
+        exact = False
+        if flt.path_prefix or flt.path_glob:
+            paths = [str(p) for p in store.distinct_values("path")]
+            cwd = os.getcwd()
+            keep = []
+            for p in paths:
+                rel = os.path.relpath(p, cwd) if os.path.isabs(p) else p
+                names = (p, rel, Path(p).name)
+                ok = True
+                if flt.path_prefix:
+                    prefix = flt.path_prefix
+                    absprefix = str(Path(prefix).expanduser().resolve())
+                    ok = (
+                        p.startswith(absprefix) or rel.startswith(prefix.lstrip("./")) or p.startswith(prefix)
+                    )
+                if ok and flt.path_glob:
+                    ok = any(fnmatch.fnmatchcase(n, flt.path_glob) for n in names)
+                if ok:
+                    keep.append(p)
+            conds.append(Condition("path", keep))
+        if flt.source_types:
+            conds.append(Condition("source_type", [t.lower().lstrip(".") for t in flt.source_types]))
+        for key, value in flt.where.items():
+            field = key if key in CHUNK_KEYS or key.startswith("meta.") else f"meta.{key}"
+            if not store.has_key(field):
+                raise UnknownFilterKeyError(
+                    f"no document in collection {self.collection.name!r} has the key {key!r} "
+                    f"(built-in keys: {', '.join(k for k in CHUNK_KEYS if k not in ('kind', 'text'))}; "
+                    "JSONL fields are matched as meta.<key>)"
+                )
+            if field in INTEGER_INDEXES:
+                value = _coerce(value)
+            elif field not in KEYWORD_INDEXES and field not in CHUNK_KEYS:
+                value = _coerce(value)
+                exact = True
+            conds.append(Condition(field, value))
+        return conds, exact
+
+    # search -----------------------------------------------------------------------------------------
+    def _spec(self, dense: np.ndarray | None, sparse, opts: SearchOptions, conds, exact: bool) -> QuerySpec:
+        return QuerySpec(
+            mode=opts.mode,
+            limit=opts.k,
+            dense=None if dense is None else dense.tolist(),
+            sparse=sparse,
+            prefetch_k=max(opts.prefetch_k, opts.k),
+            fusion=opts.fusion,
+            rrf_k=opts.rrf_k,
+            weights=(opts.dense_weight, opts.sparse_weight),
+            conditions=conds,
+            exact=exact,
+        )
+
+    def search(
+        self, query: str, opts: SearchOptions | None = None, flt: SearchFilter | None = None
+    ) -> list[Hit]:
+        return self.search_many([query], opts, flt)[0]
+
+    def search_many(
+        self, queries: Sequence[str], opts: SearchOptions | None = None, flt: SearchFilter | None = None
+    ) -> list[list[Hit]]:
+        opts = opts or SearchOptions()
+        opts.validate()
+        for q in queries:
+            if not q or not q.strip():
+                raise EmptyQueryError("the query is empty")
+        conds, exact = self._conditions(flt)
+        dense = self.embedder.encode_queries(list(queries)) if opts.mode != "sparse" else None
+        out = []
+        for i, q in enumerate(queries):
+            sparse = self.encoder.encode_query(q) if opts.mode != "dense" else None
+            raw = self.collection.store.query(
+                self._spec(None if dense is None else dense[i], sparse, opts, conds, exact)
+            )
+            out.append([_to_hit(r, rank) for rank, r in enumerate(raw, start=1)])
+        return out
+
+
+def _to_hit(raw: RawHit, rank: int) -> Hit:
+    pl = raw.payload
+    return Hit(
+        rank=rank,
+        score=raw.score,
+        chunk_id=raw.id,
+        doc_id=pl.get("doc_id", ""),
+        text=pl.get("text", ""),
+        path=pl.get("path", ""),
+        title=pl.get("title", ""),
+        chunk_index=int(pl.get("chunk_index", 0)),
+        payload=pl,
+        branches=raw.branches,
+    )

@@ -1,0 +1,225 @@
+"""The store contract: what the engine needs from Qdrant, whichever Qdrant it is.
+
+Two implementations keep the same behaviour: ``edge_store`` (Qdrant Edge in-process, the default) and
+``server_store`` (qdrant-client against a server or cluster). One contract test suite runs against both.
+
+A *backend* manages named collections and their versions (a re-index with a new model builds a new version
+and switches to it atomically); a *store* is one version of one collection.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from kret.engine.types import BranchScore, SparseVec, StoredPoint
+from kret.indexer.document import KRET_NAMESPACE, doc_point_id
+
+DENSE = "dense"
+SPARSE = "lex"
+MANIFEST_ID = str(__import__("uuid").uuid5(KRET_NAMESPACE, "manifest"))
+
+# Payload keys kret writes on every chunk; anything else a user filters on lives under ``meta.``.
+CHUNK_KEYS = (
+    "kind",
+    "doc_id",
+    "chunk_index",
+    "text",
+    "title",
+    "heading",
+    "path",
+    "source_type",
+    "doc_hash",
+    "mtime",
+)
+# Keyword/integer payload indexes, created before the HNSW build (see docs/qdrant.md, gotcha 1).
+KEYWORD_INDEXES = ("kind", "doc_id", "path", "source_type", "doc_hash")
+INTEGER_INDEXES = ("chunk_index",)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One exact-match condition on a payload key: ``value`` may be a list (match any)."""
+
+    key: str
+    value: Any
+
+
+@dataclass
+class QuerySpec:
+    mode: Literal["dense", "sparse", "hybrid"]
+    limit: int
+    dense: list[float] | None = None
+    sparse: SparseVec | None = None
+    prefetch_k: int = 100
+    fusion: Literal["rrf", "dbsf"] = "rrf"
+    rrf_k: int = 60
+    weights: tuple[float, float] = (1.0, 1.0)  # dense, sparse
+    conditions: list[Condition] = field(default_factory=list)
+    exact: bool = False
+    with_payload: bool = True
+
+
+@dataclass
+class RawHit:
+    id: str
+    score: float
+    payload: dict[str, Any]
+    branches: dict[str, BranchScore] = field(default_factory=dict)
+
+
+@dataclass
+class DocState:
+    doc_id: str
+    doc_hash: str
+    path: str
+    n_chunks: int
+    lex_len: int = 0  # total Kiwi terms over its chunks: BM25's average length is rebuilt from these
+
+
+@dataclass
+class DocumentWrite:
+    """A document's complete new state: written with its marker in one operation."""
+
+    doc_id: str
+    doc_hash: str
+    path: str
+    points: list[StoredPoint]
+    lex_len: int = 0
+
+
+def marker_point(write: DocumentWrite) -> StoredPoint:
+    payload = {
+        "kind": "doc",
+        "doc_id": write.doc_id,
+        "doc_hash": write.doc_hash,
+        "path": write.path,
+        "n_chunks": len(write.points),
+        "lex_len": write.lex_len,
+    }
+    return StoredPoint(id=doc_point_id(write.doc_id), dense=None, sparse=None, payload=payload)
+
+
+def manifest_point(manifest: dict[str, Any]) -> StoredPoint:
+    payload = {"kind": "manifest", "data": json.dumps(manifest, ensure_ascii=False, sort_keys=True)}
+    return StoredPoint(id=MANIFEST_ID, dense=None, sparse=None, payload=payload)
+
+
+def branch_plan(spec: QuerySpec) -> list[str]:
+    """The branches a query runs: hybrid falls back to dense when the query has no lexical terms."""
+    has_sparse = spec.sparse is not None and len(spec.sparse) > 0
+    if spec.mode == "dense":
+        return ["dense"]
+    if spec.mode == "sparse":
+        return ["sparse"] if has_sparse else []
+    return ["dense", "sparse"] if has_sparse else ["dense"]
+
+
+def attach_branches(fused: list[RawHit], branch_lists: dict[str, list[tuple[str, float]]]) -> list[RawHit]:
+    """Give every fused hit each branch's own score and 1-based rank, where the branch found it."""
+    lookup = {
+        name: {pid: BranchScore(score=score, rank=i + 1) for i, (pid, score) in enumerate(hits)}
+        for name, hits in branch_lists.items()
+    }
+    for hit in fused:
+        for name, table in lookup.items():
+            if hit.id in table:
+                hit.branches[name] = table[hit.id]
+    return fused
+
+
+class Store(ABC):
+    """One version of one collection."""
+
+    name: str
+
+    @abstractmethod
+    def create(self, dimension: int, manifest: dict[str, Any]) -> None:
+        """Create the empty collection with vectors, payload indexes and the manifest."""
+
+    @abstractmethod
+    def read_manifest(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def write_manifest(self, manifest: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def doc_states(self) -> dict[str, DocState]:
+        """Every fully indexed document with its recorded hash."""
+
+    @abstractmethod
+    def write_documents(self, writes: Sequence[DocumentWrite]) -> None:
+        """Replace these documents: old chunks deleted, new chunks and markers upserted in one operation."""
+
+    @abstractmethod
+    def delete_documents(self, doc_ids: Sequence[str]) -> None: ...
+
+    @abstractmethod
+    def query(self, spec: QuerySpec) -> list[RawHit]: ...
+
+    @abstractmethod
+    def scroll_chunks(self, *, with_vectors: bool = False, batch: int = 512) -> Iterator[StoredPoint]: ...
+
+    @abstractmethod
+    def count_chunks(self) -> int: ...
+
+    @abstractmethod
+    def distinct_values(self, key: str, limit: int = 100_000) -> list[Any]:
+        """Distinct values of an indexed payload key (for glob filters resolved inside Qdrant)."""
+
+    @abstractmethod
+    def has_key(self, key: str) -> bool:
+        """Whether any chunk has this payload key (unknown filter keys are an error, not an empty result)."""
+
+    @abstractmethod
+    def finalize(self) -> None:
+        """End of an ingest: build the ANN index where the backend needs it."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Backend(ABC):
+    """Named collections and their versions on one kind of Qdrant."""
+
+    kind: str
+
+    @abstractmethod
+    def list_collections(self) -> list[str]: ...
+
+    @abstractmethod
+    def live_version(self, name: str) -> str | None: ...
+
+    @abstractmethod
+    def versions(self, name: str) -> list[str]: ...
+
+    @abstractmethod
+    def open_version(self, name: str, version: str) -> Store: ...
+
+    @abstractmethod
+    def new_version(self, name: str) -> tuple[str, Store]:
+        """A fresh, empty version (call ``create`` on the store), not yet live."""
+
+    @abstractmethod
+    def activate(self, name: str, version: str) -> None:
+        """Make ``version`` the live one, atomically: searches see the old or the new, never a mix."""
+
+    @abstractmethod
+    def drop_version(self, name: str, version: str) -> None: ...
+
+    def open_live(self, name: str) -> Store | None:
+        version = self.live_version(name)
+        return None if version is None else self.open_version(name, version)
+
+    def drop(self, name: str) -> None:
+        for version in self.versions(name):
+            self.drop_version(name, version)

@@ -1,0 +1,76 @@
+"""Value types shared by the engine's store, search and callers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SparseVec:
+    """A sparse term vector: term ids (stable 32-bit hashes of Kiwi terms) and weights."""
+
+    indices: list[int]
+    values: list[float]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+@dataclass
+class StoredPoint:
+    """A chunk as the store keeps it: id, vectors and payload."""
+
+    id: str
+    dense: list[float] | None
+    sparse: SparseVec | None
+    payload: dict[str, Any]
+
+
+@dataclass
+class BranchScore:
+    score: float
+    rank: int  # 1-based
+
+
+@dataclass
+class Hit:
+    """One search result. ``score`` is the fused score in hybrid mode (rank-based for RRF: compare ranks,
+    not values), and ``branches`` holds each branch's own score and rank where the chunk came from it."""
+
+    rank: int
+    score: float
+    chunk_id: str
+    doc_id: str
+    text: str
+    path: str = ""
+    title: str = ""
+    chunk_index: int = 0
+    payload: dict[str, Any] = field(default_factory=dict)
+    branches: dict[str, BranchScore] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "score": self.score,
+            "doc_id": self.doc_id,
+            "chunk_id": self.chunk_id,
+            "path": self.path,
+            "title": self.title,
+            "chunk_index": self.chunk_index,
+            "text": self.text,
+            "branches": {k: {"score": v.score, "rank": v.rank} for k, v in self.branches.items()},
+        }
+
+
+@dataclass
+class SearchFilter:
+    """Restrictions applied inside Qdrant: path prefix / glob, file types, and exact payload matches."""
+
+    path_prefix: str | None = None
+    path_glob: str | None = None
+    source_types: list[str] = field(default_factory=list)
+    where: dict[str, Any] = field(default_factory=dict)
+
+    def is_empty(self) -> bool:
+        return not (self.path_prefix or self.path_glob or self.source_types or self.where)

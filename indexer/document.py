@@ -1,0 +1,68 @@
+"""The two records that flow from files to the engine: a loaded ``Document`` and its ``Chunk``s.
+
+A document's identity (``doc_id``) is stable across runs (relative path, or ``path#id`` for a JSONL row) so
+that re-indexing can tell "unchanged", "changed" and "gone" apart; a chunk's id is derived from the
+document id and the chunk's position, so the same input always yields the same point ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+# Fixed namespace so that chunk ids are identical across machines and runs.
+KRET_NAMESPACE = uuid.UUID("6f1c1d0e-4b7a-5c55-9b1e-6b72657421aa")
+
+
+@dataclass
+class Document:
+    """One logical document as read from a file (a JSONL file yields many)."""
+
+    doc_id: str
+    text: str
+    path: str
+    source_type: str
+    title: str = ""
+    mtime: float = 0.0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def content_hash(self) -> str:
+        """Hash of what gets indexed: a change of title, text or metadata means re-embedding."""
+        h = hashlib.sha256()
+        for part in (self.title, "\x00", self.text, "\x00", repr(sorted(self.metadata.items()))):
+            h.update(part.encode("utf-8", "surrogatepass"))
+        return h.hexdigest()[:32]
+
+
+@dataclass
+class Chunk:
+    """A passage of a document, sized for the embedding model, with where it came from."""
+
+    doc_id: str
+    chunk_index: int
+    text: str
+    title: str = ""
+    heading: str = ""
+    start_char: int = 0
+    end_char: int = 0
+
+    @property
+    def chunk_id(self) -> str:
+        return chunk_point_id(self.doc_id, self.chunk_index)
+
+    @property
+    def embed_text(self) -> str:
+        """What the models see: title (and section heading) in front of the text, the BEIR convention."""
+        head = " ".join(p for p in (self.title, self.heading) if p and p not in self.text[: len(p) + 8])
+        return f"{head} {self.text}".strip() if head else self.text
+
+
+def chunk_point_id(doc_id: str, chunk_index: int) -> str:
+    return str(uuid.uuid5(KRET_NAMESPACE, f"chunk:{doc_id}:{chunk_index}"))
+
+
+def doc_point_id(doc_id: str) -> str:
+    return str(uuid.uuid5(KRET_NAMESPACE, f"doc:{doc_id}"))

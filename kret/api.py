@@ -1,0 +1,283 @@
+"""The Python API: everything the CLI does, callable from a script or a notebook.
+
+    from kret.api import Kret
+    kr = Kret()
+    kr.index(["docs/"])
+    hits = kr.search("한국의 수도는?")
+
+The CLI is a thin layer over this class; so are the LangChain retriever, ``kret eval`` and the trainer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from kret.engine.collection import Collection, build_manifest, check_model, make_backend, open_collection
+from kret.engine.embedder import Embedder
+from kret.engine.ingest import IndexSummary, Ingestor
+from kret.engine.models import ModelInfo, ModelRegistry
+from kret.engine.search import Searcher, SearchOptions
+from kret.engine.sparse import KiwiBM25Encoder
+from kret.engine.store import Backend
+from kret.engine.types import Hit, SearchFilter
+from kret.errors import LoaderError, ModelMismatchError
+from kret.indexer.chunker import Chunker, ChunkingParams
+from kret.indexer.document import Document
+from kret.indexer.loaders import discover, load_file
+from kret.settings import Settings, load_settings
+
+ProgressFn = Callable[..., None]
+
+
+class Kret:
+    """Entry point: settings in, indexes and search results out. Holds loaded models for reuse."""
+
+    def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
+        self.settings = settings if settings is not None else load_settings(**overrides)
+        self.registry = ModelRegistry(self.settings.models_dir, self.settings.cache_dir)
+        self._backend: Backend | None = None
+        self._embedders: dict[str, Embedder] = {}
+
+    # plumbing -------------------------------------------------------------------------------------------
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = make_backend(self.settings)
+        return self._backend
+
+    def resolve_model(
+        self, spec: str | None = None, progress: Callable[[str], None] | None = None
+    ) -> ModelInfo:
+        return self.registry.resolve(spec or self.settings.model, progress=progress)
+
+    def embedder(self, info: ModelInfo) -> Embedder:
+        if info.fingerprint not in self._embedders:
+            self._embedders[info.fingerprint] = Embedder(
+                info,
+                device=self.settings.device,
+                batch_size=self.settings.embed_batch_size,
+                torch_threads=self.settings.torch_threads,
+            )
+        return self._embedders[info.fingerprint]
+
+    @staticmethod
+    def encoder_for(manifest: dict[str, Any]) -> KiwiBM25Encoder:
+        sp = manifest.get("sparse", {})
+        return KiwiBM25Encoder(k1=sp.get("k1", 1.2), b=sp.get("b", 0.75))
+
+    def chunker_for(self, embedder: Embedder, manifest: dict[str, Any]) -> Chunker:
+        params = ChunkingParams(**manifest["chunking"])
+        return Chunker(embedder.count_tokens, params, embedder.token_offsets)
+
+    def _model_of(self, coll: Collection, requested: str | None) -> ModelInfo:
+        """The collection's own model; an explicitly requested different one is refused."""
+        built = coll.manifest["model"]
+        if requested:
+            info = self.resolve_model(requested)
+            check_model(coll.name, coll.manifest, info)
+            return info
+        try:
+            info = self.registry.resolve(built.get("source") or built["name"])
+        except Exception as exc:
+            raise ModelMismatchError(
+                f"collection {coll.name!r} was built with model {built['name']} ({built['fingerprint'][:12]}), "
+                f"which cannot be loaded here: {exc}"
+            ) from None
+        check_model(coll.name, coll.manifest, info)
+        return info
+
+    def open(self, collection: str | None = None, model: str | None = None) -> Searcher:
+        """An open collection ready for many searches; close it with ``searcher.collection.close()``."""
+        coll = open_collection(self.backend, collection or self.settings.collection)
+        try:
+            info = self._model_of(coll, model)
+            return Searcher(coll, self.embedder(info), self.encoder_for(coll.manifest))
+        except BaseException:
+            coll.close()
+            raise
+
+    def _create(
+        self, name: str, model: str | None, progress: ProgressFn | None
+    ) -> tuple[Collection, ModelInfo]:
+        info = self.resolve_model(model, progress=(lambda msg: progress(note=msg)) if progress else None)
+        emb = self.embedder(info)
+        chunk_tokens = self.settings.chunk_tokens or (emb.max_seq_length - emb.prompt_overhead)
+        manifest = build_manifest(
+            model=info,
+            dimension=emb.dimension,
+            prompts=emb.prompts,
+            max_seq_length=emb.max_seq_length,
+            chunking=ChunkingParams(
+                chunk_tokens, min(self.settings.chunk_overlap, chunk_tokens // 2)
+            ).as_dict(),
+            sparse={"k1": self.settings.bm25_k1, "b": self.settings.bm25_b, "encoder": "kiwi-bm25-v1"},
+        )
+        version, store = self.backend.new_version(name)
+        try:
+            store.create(emb.dimension, manifest)
+        except BaseException:
+            store.close()
+            self.backend.drop_version(name, version)
+            raise
+        self.backend.activate(name, version)
+        return Collection(name, version, store, manifest), info
+
+    # indexing -------------------------------------------------------------------------------------------
+    def index(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        collection: str | None = None,
+        model: str | None = None,
+        prune: bool = False,
+        progress: ProgressFn | None = None,
+    ) -> IndexSummary:
+        """Index files and folders incrementally: unchanged documents are skipped by content hash."""
+        started = time.perf_counter()
+        name = collection or self.settings.collection
+        files = discover([Path(p) for p in paths])
+        if self.backend.live_version(name) is None:
+            coll, info = self._create(name, model, progress)
+        else:
+            coll = open_collection(self.backend, name)
+            try:
+                info = self._model_of(coll, model)
+            except BaseException:
+                coll.close()
+                raise
+        summary = IndexSummary(collection=name, model=info.short)
+        try:
+            self._index_into(coll, info, files, prune, summary, progress)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        finally:
+            coll.close()
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    def _index_into(self, coll, info, files, prune, summary: IndexSummary, progress) -> None:
+        emb = self.embedder(info)
+        docs: dict[str, Document] = {}
+        if progress:
+            progress(stage="read", total=len(files))
+        for path, _root in files:
+            resolved = path.resolve()
+            try:
+                loaded = load_file(resolved, Path(resolved.anchor))
+            except LoaderError as exc:
+                summary.failed += 1
+                summary.failures.append({"path": str(path), "reason": str(exc)})
+                loaded = []
+            for d in loaded:
+                docs[d.doc_id] = d
+            if progress:
+                progress(stage="read", advance=1)
+        if not files:
+            summary.warnings.append("no supported files found (txt, md, html, pdf, docx, hwp, hwpx, jsonl)")
+        states = coll.store.doc_states()
+        todo = []
+        for doc_id, d in docs.items():
+            old = states.get(doc_id)
+            if old is None:
+                todo.append((d, "added"))
+            elif old.doc_hash != d.content_hash:
+                todo.append((d, "updated"))
+            else:
+                summary.unchanged += 1
+        gone: list[str] = []
+        if prune:
+            roots = [str(r.resolve()) for _, r in files] or []
+            roots = sorted(set(roots))
+            for doc_id, st in states.items():
+                if doc_id not in docs and any(
+                    st.path.startswith(r.rstrip("/") + "/") or st.path == r for r in roots
+                ):
+                    gone.append(doc_id)
+        kinds = {d.doc_id: kind for d, kind in todo}
+
+        def on_batch(docs: int = 0, chunks: int = 0, done_ids: Sequence[str] = ()) -> None:
+            if progress:
+                progress(stage="embed", advance=docs, chunks=chunks)
+
+        if progress:
+            progress(stage="embed", total=len(todo))
+        ingestor = Ingestor(
+            coll,
+            emb,
+            self.encoder_for(coll.manifest),
+            self.chunker_for(emb, coll.manifest),
+            batch_chunks=self.settings.embed_batch_size * 4,
+        )
+        written_before = {d for d in kinds}
+        try:
+            summary.chunks = ingestor.write([d for d, _ in todo], states, progress=on_batch)
+        finally:
+            done = coll.store.doc_states() if todo else states
+            for doc_id in written_before:
+                if doc_id in done and done[doc_id].doc_hash == docs[doc_id].content_hash:
+                    setattr(summary, kinds[doc_id], getattr(summary, kinds[doc_id]) + 1)
+        if gone:
+            coll.store.delete_documents(gone)
+            summary.deleted = len(gone)
+        if todo or gone:
+            if progress:
+                progress(note="building the search index (HNSW)")
+            coll.store.finalize()
+
+    # searching ------------------------------------------------------------------------------------------
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        collection: str | None = None,
+        model: str | None = None,
+        mode: str | None = None,
+        filter: SearchFilter | None = None,
+        **options: Any,
+    ) -> list[Hit]:
+        """One-off search (opens and closes the collection); use ``open()`` for many queries."""
+        opts = SearchOptions.from_settings(self.settings, k=k, mode=mode, **options)
+        searcher = self.open(collection, model)
+        try:
+            return searcher.search(query, opts, filter)
+        finally:
+            searcher.collection.close()
+
+    # collections ----------------------------------------------------------------------------------------
+    def collections(self) -> list[dict[str, Any]]:
+        out = []
+        for name in self.backend.list_collections():
+            out.append(self.collection_info(name))
+        return out
+
+    def collection_info(self, name: str) -> dict[str, Any]:
+        with open_collection(self.backend, name) as coll:
+            return {
+                "name": name,
+                "version": coll.version,
+                "versions": self.backend.versions(name),
+                "backend": self.backend.kind,
+                "chunks": coll.store.count_chunks(),
+                "documents": len(coll.store.doc_states()),
+                "model": coll.manifest["model"],
+                "dimension": coll.manifest["dimension"],
+                "chunking": coll.manifest["chunking"],
+                "prompts": coll.manifest["prompts"],
+                "created_at": coll.manifest.get("created_at"),
+            }
+
+    def remove_collection(self, name: str) -> None:
+        if self.backend.live_version(name) is None and not self.backend.versions(name):
+            from kret.errors import CollectionNotFoundError
+
+            raise CollectionNotFoundError(f"no collection named {name!r}")
+        self.backend.drop(name)
+
+    def as_retriever(self, **kwargs: Any):
+        from kret.langchain import KretRetriever
+
+        return KretRetriever.from_kret(self, **kwargs)
