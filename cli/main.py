@@ -315,6 +315,47 @@ def models_rm(ctx, version, force) -> None:
     console.print(f"removed model {version}")
 
 
+# reindex / gc ----------------------------------------------------------------------------------------------
+@cli.command(context_settings=CONTEXT)
+@click.option("-c", "--collection", help="Collection to rebuild (default: settings).")
+@click.option(
+    "-m",
+    "--model",
+    required=True,
+    help="The new model: a registry version, 'default', a folder or a hub name.",
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def reindex(ctx, collection, model, as_json) -> None:
+    """Rebuild a collection with another model from its stored chunks, then switch atomically.
+
+    Files are not re-read. Searches keep using the current version until the switch; the old version is
+    kept (rollback possible) until `kret gc`.
+    """
+    kr = get_kret(ctx)
+    with IndexProgress(enabled=not as_json) as progress:
+        result = kr.reindex(collection, model=model, progress=progress)
+    if as_json:
+        print_json(result)
+    else:
+        console.print(
+            f"collection {result['collection']}: {result['old_version']} -> {result['new_version']} "
+            f"with {result['model']} ({result['documents']} documents, {result['chunks']} chunks, {result['seconds']}s); "
+            "old version kept until `kret gc`",
+            highlight=False,
+        )
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("-c", "--collection", help="Only this collection.")
+@click.option("--evals", is_flag=True, help="Also remove the cached collections `kret eval` built.")
+@click.pass_context
+def gc(ctx, collection, evals) -> None:
+    """Remove collection versions that are no longer live (left by `kret reindex`)."""
+    removed = get_kret(ctx).gc(collection, include_eval=evals)
+    console.print(f"removed {len(removed)}: {', '.join(removed)}" if removed else "nothing to remove")
+
+
 def _register_optional_commands() -> None:
     """Eval and train commands live in their own modules; they register themselves on the group."""
     import importlib

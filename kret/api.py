@@ -227,6 +227,133 @@ class Kret:
                 progress(note="building the search index (HNSW)")
             coll.store.finalize()
 
+    # re-indexing with another model ---------------------------------------------------------------------
+    def reindex(
+        self,
+        collection: str | None = None,
+        *,
+        model: str,
+        reader: Searcher | None = None,
+        progress: ProgressFn | None = None,
+    ) -> dict[str, Any]:
+        """Build a new version of a collection with another model from its stored chunks, then switch.
+
+        No file is re-read: chunk texts, titles and lexical vectors come from the live version (the lexical
+        side does not depend on the model). Searches keep using the live version until the final atomic
+        switch (a pointer swap on Edge, an alias swap on a server); the old version stays until ``gc``.
+        Pass ``reader`` when this process already holds the collection open (Edge allows one opener).
+        """
+        from kret.engine.store import DocumentWrite
+        from kret.engine.types import StoredPoint
+        from kret.indexer.document import Chunk
+
+        name = collection or self.settings.collection
+        started = time.perf_counter()
+        owned = reader is None
+        coll = open_collection(self.backend, name) if owned else reader.collection
+        try:
+            old_version = coll.version
+            old_manifest = coll.manifest
+            states = coll.store.doc_states()
+            points = list(coll.store.scroll_chunks(with_vectors=True))
+        finally:
+            if owned:
+                coll.close()
+        info = self.resolve_model(model)
+        emb = self.embedder(info)
+        manifest = build_manifest(
+            model=info,
+            dimension=emb.dimension,
+            prompts=emb.prompts,
+            max_seq_length=emb.max_seq_length,
+            chunking=old_manifest["chunking"],
+            sparse=old_manifest["sparse"],
+        )
+        manifest["reindexed_from"] = {"version": old_version, "model": old_manifest["model"]}
+        version, store = self.backend.new_version(name)
+        try:
+            store.create(emb.dimension, manifest)
+            by_doc: dict[str, list[StoredPoint]] = {}
+            for p in points:
+                by_doc.setdefault(p.payload["doc_id"], []).append(p)
+            if progress:
+                progress(stage="embed", total=len(by_doc))
+            doc_ids = sorted(by_doc)
+            batch = max(self.settings.embed_batch_size * 4, 16)
+            i = 0
+            while i < len(doc_ids):
+                group, size = [], 0
+                while i < len(doc_ids) and size < batch:
+                    group.append(doc_ids[i])
+                    size += len(by_doc[doc_ids[i]])
+                    i += 1
+                chunk_points = [
+                    p for d in group for p in sorted(by_doc[d], key=lambda p: p.payload["chunk_index"])
+                ]
+                texts = [
+                    Chunk(
+                        p.payload["doc_id"],
+                        p.payload["chunk_index"],
+                        p.payload.get("text", ""),
+                        p.payload.get("title", ""),
+                        p.payload.get("heading", ""),
+                    ).embed_text
+                    for p in chunk_points
+                ]
+                dense = emb.encode_passages(texts)
+                fresh = {
+                    p.id: StoredPoint(p.id, dense[j].tolist(), p.sparse, p.payload)
+                    for j, p in enumerate(chunk_points)
+                }
+                writes = []
+                for d in group:
+                    st = states.get(d)
+                    writes.append(
+                        DocumentWrite(
+                            d,
+                            st.doc_hash if st else "",
+                            st.path if st else by_doc[d][0].payload.get("path", ""),
+                            [fresh[p.id] for p in by_doc[d]],
+                            lex_len=st.lex_len if st else 0,
+                        )
+                    )
+                store.write_documents(writes)
+                if progress:
+                    progress(stage="embed", advance=len(group), chunks=len(chunk_points))
+            store.finalize()
+        except BaseException:
+            store.close()
+            self.backend.drop_version(name, version)
+            raise
+        store.close()
+        self.backend.activate(name, version)
+        return {
+            "collection": name,
+            "old_version": old_version,
+            "new_version": version,
+            "model": info.short,
+            "documents": len(by_doc),
+            "chunks": len(points),
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+
+    def gc(self, collection: str | None = None, *, include_eval: bool = False) -> list[str]:
+        """Drop versions that are no longer live (kept after ``reindex`` so a rollback stays possible);
+        with ``include_eval``, also the cached collections ``kret eval`` built."""
+        removed = []
+        names = [collection] if collection else self.backend.list_collections()
+        for name in names:
+            if include_eval and name.startswith("eval-") and not collection:
+                self.backend.drop(name)
+                removed.append(name)
+                continue
+            live = self.backend.live_version(name)
+            for version in self.backend.versions(name):
+                if version != live:
+                    self.backend.drop_version(name, version)
+                    removed.append(f"{name}/{version}")
+        return removed
+
     # searching ------------------------------------------------------------------------------------------
     def search(
         self,

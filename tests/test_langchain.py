@@ -266,20 +266,41 @@ def test_retrievers_share_the_open_collection(kr, env, retriever):
     via_api.close()
 
 
-def test_close_releases_and_reopens(kr, env):
+@pytest.fixture(scope="module")
+def solo(env) -> str:
+    """A second, two-document collection for tests that open and close a collection themselves."""
     folder = env["root"] / "solo-docs"
-    folder.mkdir(exist_ok=True)
+    folder.mkdir()
     (folder / "a.txt").write_text("부산은 한국 제2의 도시이며 항구 도시이다.", encoding="utf-8")
     (folder / "b.txt").write_text("대전은 과학 도시로 알려져 있다.", encoding="utf-8")
-    kr.index([folder], collection="solo")
-    with KretRetriever.from_kret(kr, collection="solo", k=1) as r:
+    env["kret"].index([folder], collection="solo")
+    return "solo"
+
+
+def test_close_releases_and_reopens(kr, solo):
+    with KretRetriever.from_kret(kr, collection=solo, k=1) as r:
         assert r.invoke("항구 도시")[0].metadata["path"].endswith("a.txt")
         handle = r._lease.handle
     assert handle.closed.is_set()
-    searcher = kr.open("solo")  # the collection really was closed: it can be opened again
+    searcher = kr.open(solo)  # the collection really was closed: it can be opened again
     searcher.collection.close()
     assert r.invoke("과학 도시")[0].metadata["path"].endswith("b.txt")  # a closed retriever reopens on use
     r.close()
+
+
+def test_a_wrong_model_does_not_block_the_others(kr, solo, tiny_model_dir):
+    """The first retriever to reach a closed collection names the wrong model: only it is refused."""
+    bad = KretRetriever.from_kret(kr, collection=solo, model=str(tiny_model_dir))
+    good = KretRetriever.from_kret(kr, collection=solo, k=1)
+    try:
+        with pytest.raises(ModelMismatchError):
+            bad.invoke("항구 도시")
+        assert good.invoke("항구 도시")[0].metadata["path"].endswith("a.txt")
+        with pytest.raises(ModelMismatchError):
+            bad.invoke("항구 도시")
+    finally:
+        bad.close()
+        good.close()
 
 
 # batching and async ------------------------------------------------------------------------------------------
