@@ -32,6 +32,10 @@ class Embedder:
     ) -> None:
         import torch
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Loading weights" bars on every CLI call are noise
+        hf_logging.set_verbosity_error()
 
         if torch_threads:
             torch.set_num_threads(torch_threads)

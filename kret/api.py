@@ -23,7 +23,7 @@ from kret.engine.search import Searcher, SearchOptions
 from kret.engine.sparse import KiwiBM25Encoder
 from kret.engine.store import Backend
 from kret.engine.types import Hit, SearchFilter
-from kret.errors import LoaderError, ModelMismatchError
+from kret.errors import EmptyQueryError, LoaderError, ModelMismatchError
 from kret.indexer.chunker import Chunker, ChunkingParams
 from kret.indexer.document import Document
 from kret.indexer.loaders import discover, load_file
@@ -367,6 +367,8 @@ class Kret:
         **options: Any,
     ) -> list[Hit]:
         """One-off search (opens and closes the collection); use ``open()`` for many queries."""
+        if not query or not query.strip():
+            raise EmptyQueryError("the query is empty")
         opts = SearchOptions.from_settings(self.settings, k=k, mode=mode, **options)
         searcher = self.open(collection, model)
         try:

@@ -31,6 +31,7 @@ import asyncio
 import atexit
 import dataclasses
 import json
+import numbers
 import queue
 import threading
 import time
@@ -41,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kret.errors import ModelError, ModelMismatchError, StoreError, UserInputError
+from kret.errors import EmptyQueryError, ModelError, ModelMismatchError, StoreError, UserInputError
 
 try:
     from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
@@ -484,16 +485,15 @@ class KretRetriever(BaseRetriever):
         values = {key: getattr(self, key) for key in _OPTION_KEYS}
         values.update({key: v for key, v in overrides.items() if v is not None})
         k = values["k"]
-        if isinstance(k, bool) or not isinstance(k, int):
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral):
             raise UserInputError(f"k must be a whole number, not {k!r}")
+        values["k"] = int(k)
         return SearchOptions.from_settings(self._kr.settings, **values)
 
     def _request(self, query: Any, kwargs: dict[str, Any]) -> _Request:
         if not isinstance(query, str):
             raise UserInputError(f"the query must be a string, not {type(query).__name__}")
         if not query.strip():
-            from kret.errors import EmptyQueryError
-
             raise EmptyQueryError("the query is empty")
         unknown = set(kwargs) - set(_OPTION_KEYS) - {"filter"} - set(_IGNORED_KWARGS)
         if unknown:

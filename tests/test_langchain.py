@@ -158,7 +158,7 @@ def test_per_call_filters(retriever):
     flat = retriever.invoke("근무", k=10, filter={"dept": "인사"})
     assert {d.metadata["meta"]["dept"] for d in flat} == {"인사"} and len(flat) == 2
     nested = retriever.invoke("근무", k=10, filter={"where": {"dept": "인사"}, "source_types": ["jsonl"]})
-    assert [d.id for d in nested] == [d.id for d in flat]
+    assert {d.id for d in nested} == {d.id for d in flat}
     assert retriever.invoke(q, filter={"path_prefix": "/nowhere/at/all"}) == []
 
     # a constructor filter is the default; a per-call filter replaces it, filter={} removes it
@@ -257,7 +257,7 @@ def test_retrievers_share_the_open_collection(kr, env, retriever):
     own = KretRetriever(collection=COLL, home=env["home"], model=env["model"], k=2)
     try:
         assert own.kret is None
-        assert [d.id for d in own.invoke("김치")] == [d.id for d in retriever.invoke("김치", k=2)]
+        assert _same_results(own.invoke("김치"), retriever.invoke("김치", k=2))
         assert own._lease.handle is retriever._lease.handle
     finally:
         own.close()
@@ -382,7 +382,9 @@ async def test_ainvoke_does_not_block_the_event_loop(retriever, monkeypatch):
 
     monkeypatch.setattr(Searcher, "search_many", slow)
     task = asyncio.ensure_future(retriever.ainvoke(QUERIES[0]))
+    deadline = time.monotonic() + 60
     while not started.is_set():
+        assert not task.done() and time.monotonic() < deadline, "the search never started"
         await asyncio.sleep(0.005)
     ticks = 0
     for _ in range(5):  # the loop keeps running other coroutines while the search runs in the worker

@@ -21,13 +21,15 @@ Why the settings are what they are:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import logging
 import math
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,13 +53,19 @@ class FitConfig:
     """Hyper-parameters of one training run; stored whole in the model's lineage."""
 
     batch_size: int = 32
-    mini_batch_size: int | None = None  # set -> cached loss variant (GradCache): big effective batch, small memory
+    mini_batch_size: int | None = (
+        None  # set -> cached loss variant (GradCache): big effective batch, small memory
+    )
     lr: float = 1e-5
     epochs: float = 1.0
     max_steps: int | None = None  # budget; overrides epochs
     warmup_ratio: float = 0.1
-    matryoshka_dims: list[int] | None = None  # e.g. [384, 256, 128, 64] -> MatryoshkaLoss around the base loss
-    loss: str = "mnrl"  # "mnrl" (MultipleNegativesRankingLoss / Cached...) or "gist" (GISTEmbedLoss, guide = base)
+    matryoshka_dims: list[int] | None = (
+        None  # e.g. [384, 256, 128, 64] -> MatryoshkaLoss around the base loss
+    )
+    loss: str = (
+        "mnrl"  # "mnrl" (MultipleNegativesRankingLoss / Cached...) or "gist" (GISTEmbedLoss, guide = base)
+    )
     seed: int = 0
     save_steps: int = 200
     resume: bool = False  # continue from the newest checkpoint in run_dir
@@ -66,7 +74,9 @@ class FitConfig:
     scale: float = 20.0  # MNRL inverse temperature (1/0.05, the e5 setting)
     gist_temperature: float = 0.01
     weight_decay: float = 0.01
-    logging_steps: int | None = None  # None = about 100 loss points per run, at least every step for short runs
+    logging_steps: int | None = (
+        None  # None = about 100 loss points per run, at least every step for short runs
+    )
     save_total_limit: int = 2
     torch_threads: int | None = None  # CPU intra-op threads; None = torch's default
 
@@ -197,10 +207,16 @@ def _build_loss(model: Any, base: ModelInfo, cfg: FitConfig, batch_size: int, de
             p.requires_grad_(False)
         if mini:
             inner = losses.CachedGISTEmbedLoss(
-                model, guide, temperature=cfg.gist_temperature, mini_batch_size=mini, gather_across_devices=gather
+                model,
+                guide,
+                temperature=cfg.gist_temperature,
+                mini_batch_size=mini,
+                gather_across_devices=gather,
             )
         else:
-            inner = losses.GISTEmbedLoss(model, guide, temperature=cfg.gist_temperature, gather_across_devices=gather)
+            inner = losses.GISTEmbedLoss(
+                model, guide, temperature=cfg.gist_temperature, gather_across_devices=gather
+            )
     elif mini:
         inner = losses.CachedMultipleNegativesRankingLoss(
             model, scale=cfg.scale, mini_batch_size=mini, gather_across_devices=gather
@@ -270,6 +286,15 @@ def _progress_callback(progress: Callable[..., None], examples_per_step: int) ->
     return _Progress()
 
 
+@contextlib.contextmanager
+def _quiet_stderr(active: bool) -> Iterator[None]:
+    if not active:
+        yield
+        return
+    with contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
 # ---------------------------------------------------------------------------------------------------------
 # fit
 # ---------------------------------------------------------------------------------------------------------
@@ -283,6 +308,7 @@ def fit(
     run_dir: Path,
     prompts: dict[str, str],
     progress: Callable[..., None] | None = None,
+    model: Any | None = None,
 ) -> tuple[Path, dict]:
     """Train `base` on rows with columns anchor, positive[, negative_1..negative_n] (in-batch negatives + any given
     hard negatives). `prompts` = {"query": ..., "passage": ...} of the base model: anchors get the query prompt,
@@ -290,6 +316,8 @@ def fit(
     run_dir/checkpoints, the final sentence-transformers folder under run_dir/final, and returns
     (final_dir, stats) with stats = {steps, examples, seconds, examples_per_s, loss_first, loss_last, device, loss_name, effective_batch}.
 
+    ``model`` is an already loaded ``SentenceTransformer`` of ``base`` to train in place (it is modified),
+    which saves loading the weights and tokenizer a second time when the caller has them already.
     ``steps`` is the run's global step (a resumed run counts the steps done before it); ``steps_run`` and
     ``examples`` count this call only. On a multi-process run every rank returns, only rank 0 writes
     ``final``.
@@ -329,10 +357,11 @@ def fit(
     est_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * (n_rows // effective_batch or 1)))
     logging_steps = cfg.logging_steps or max(1, min(50, est_steps // 100))
 
-    try:
-        model = SentenceTransformer(base.path, local_files_only=True)
-    except Exception as exc:
-        raise TrainingError(f"cannot load base model {base.short} from {base.path}: {exc}") from None
+    if model is None:
+        try:
+            model = SentenceTransformer(base.path, local_files_only=True)
+        except Exception as exc:
+            raise TrainingError(f"cannot load base model {base.short} from {base.path}: {exc}") from None
     columns = list(ds.column_names)
     args = SentenceTransformerTrainingArguments(
         output_dir=str(ckpt_dir),
@@ -355,17 +384,21 @@ def fit(
         logging_first_step=True,
         report_to=[],
         dataloader_drop_last=True,
+        dataloader_pin_memory=cuda,
         seed=cfg.seed,
         data_seed=cfg.seed,
         disable_tqdm=progress is not None,
         # No unused parameters in a sentence-transformers forward; the search for them costs every step.
         ddp_find_unused_parameters=False,
     )
-    loss = _build_loss(model, base, cfg, batch_size, str(model.device))
+    # args.device is this process's own GPU under torchrun; the GIST guide must sit beside the model there.
+    loss = _build_loss(model, base, cfg, batch_size, str(args.device))
     callbacks = [_progress_callback(progress, effective_batch)] if progress else []
-    trainer = SentenceTransformerTrainer(
-        model=model, args=args, train_dataset=ds, loss=loss, callbacks=callbacks
-    )
+    with _quiet_stderr(progress is not None):
+        # The model-card callback draws a tqdm bar while the trainer is built; it would tear a rich display.
+        trainer = SentenceTransformerTrainer(
+            model=model, args=args, train_dataset=ds, loss=loss, callbacks=callbacks
+        )
     if progress is not None:
         from transformers.trainer_callback import PrinterCallback
 

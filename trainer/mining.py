@@ -1,0 +1,340 @@
+"""Hard negatives mined from the engine's own index, with NV-Retriever's false-negative guard.
+
+Negatives come from the normal search path (``Searcher.search_many``), so the model is trained against the
+mistakes it makes *as served* (same chunking, same prompts, same fusion). Each rule exists for a reason:
+
+* **range** ``[range_min, range_max]`` (1-based ranks of the served list): the very top ranks are where
+  unlabelled positives sit, so they are skipped ("skip the very top ranks", NV-Retriever);
+* **same document**: another chunk of the positive's own document is not a negative;
+* **margin** (TopK-PercPos): a candidate the model scores above ``margin`` x the positive's score is more
+  likely an unlabelled positive (or a duplicate of the positive) than a negative;
+* **ranking consistency** (KaLM, optional): a query whose positive is not even in the top ``k`` is likely
+  mislabelled, so it is dropped instead of being trained on.
+
+Every rule counts what it removed (``MiningStats``): a candidate is counted by the first rule that removes
+it, in the order above after range/same-document, so the counts add up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kret.engine.search import SearchOptions
+from kret.errors import DatasetError, UserInputError
+
+from .queries import CollectionCatalog, TrainQuery
+
+__all__ = ["MiningParams", "MiningResult", "MiningStats", "mine_negatives"]
+
+STRATEGIES = ("top", "sample")
+MODES = ("dense", "hybrid")
+_SEARCH_BATCH = 64
+
+
+@dataclass
+class MiningParams:
+    mode: str = "dense"
+    range_min: int = 3
+    range_max: int = 50
+    margin: float = 0.95
+    n_negatives: int = 4
+    strategy: str = "top"
+    consistency_top_k: int | None = None
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise UserInputError(f"unknown mining mode {self.mode!r} (choose dense or hybrid)")
+        if self.strategy not in STRATEGIES:
+            raise UserInputError(f"unknown negative selection {self.strategy!r} (choose top or sample)")
+        if self.range_min < 1 or self.range_max < self.range_min:
+            raise UserInputError(
+                f"rank range {self.range_min}:{self.range_max} is invalid: need 1 <= min <= max"
+            )
+        if self.range_max > 1000:
+            raise UserInputError("rank range maximum must be at most 1000")
+        if not 0 < self.margin <= 1:
+            raise UserInputError(f"margin must be in (0, 1], got {self.margin}")
+        if self.n_negatives < 1:
+            raise UserInputError("the number of negatives must be at least 1")
+        if self.n_negatives > self.range_max - self.range_min + 1:
+            raise UserInputError(
+                f"{self.n_negatives} negatives cannot come from ranks {self.range_min}..{self.range_max}"
+            )
+        if self.consistency_top_k is not None and not 1 <= self.consistency_top_k <= 1000:
+            raise UserInputError("consistency top-k must be between 1 and 1000")
+
+
+@dataclass
+class MiningStats:
+    """Per-stage counts. Two identities hold (tested):
+
+    ``queries_in = dropped_no_positive + dropped_consistency + queries_short + queries_kept`` and
+    ``candidates_seen = removed_same_document + removed_range + removed_margin + not_selected
+    + kept_negatives + negatives_of_short_queries``.
+    """
+
+    queries_in: int = 0
+    dropped_no_positive: int = 0
+    dropped_consistency: int = 0
+    candidates_seen: int = 0
+    removed_same_document: int = 0
+    removed_range: int = 0
+    removed_margin: int = 0
+    not_selected: int = 0
+    kept_negatives: int = 0
+    queries_short: int = 0  # fewer than n negatives survived: dropped (every row needs n negatives)
+    negatives_of_short_queries: int = 0
+    queries_kept: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    def check(self) -> None:
+        q = self.dropped_no_positive + self.dropped_consistency + self.queries_short + self.queries_kept
+        c = (
+            self.removed_same_document
+            + self.removed_range
+            + self.removed_margin
+            + self.not_selected
+            + self.kept_negatives
+            + self.negatives_of_short_queries
+        )
+        assert q == self.queries_in, (q, self.queries_in)
+        assert c == self.candidates_seen, (c, self.candidates_seen)
+
+
+@dataclass
+class MiningResult:
+    """Training rows (anchor, positive, negative_1..n) plus, per row, where every text came from."""
+
+    rows: list[dict[str, str]]
+    stats: MiningStats
+    params: MiningParams
+    details: list[dict[str, Any]] = field(default_factory=list)
+    sha256: str | None = None
+
+    def save(self, path: str | Path) -> str:
+        """Write the mined set as JSONL (one row + its provenance per line) and a ``.meta.json`` beside it.
+
+        Returns the file's sha256, recorded in the model lineage: a run can be re-trained from exactly these
+        rows. The bytes depend only on the inputs (scores rounded, keys in fixed order), so mining twice with
+        the same seed gives the same hash.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        h = hashlib.sha256()
+        tmp = path.with_name(f".{path.name}.tmp")
+        with tmp.open("wb") as fh:
+            for row, meta in zip(self.rows, self.details or [{}] * len(self.rows), strict=True):
+                line = json.dumps({**row, "meta": meta}, ensure_ascii=False).encode("utf-8") + b"\n"
+                h.update(line)
+                fh.write(line)
+        tmp.replace(path)
+        self.sha256 = h.hexdigest()
+        meta_path = path.with_name(path.name + ".meta.json")
+        meta_path.write_text(
+            json.dumps(
+                {"sha256": self.sha256, "params": asdict(self.params), "stats": self.stats.as_dict()},
+                ensure_ascii=False,
+                indent=2,
+            ),
+            encoding="utf-8",
+        )
+        return self.sha256
+
+    @classmethod
+    def load(cls, path: str | Path) -> MiningResult:
+        """Read a saved set back; the hash is recomputed from the bytes (a mismatch with the lineage shows)."""
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise DatasetError(f"{path}: cannot read mined set ({exc.strerror or exc})") from None
+        rows, details = [], []
+        for number, line in enumerate(data.split(b"\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                raise DatasetError(f"{path} line {number}: invalid JSON") from None
+            if not isinstance(obj, dict) or "anchor" not in obj or "positive" not in obj:
+                raise DatasetError(f"{path} line {number}: not a mined row (anchor, positive, negative_i)")
+            details.append(obj.pop("meta", {}) or {})
+            rows.append(obj)
+        meta_path = path.with_name(path.name + ".meta.json")
+        stats, params = MiningStats(), MiningParams()
+        if meta_path.is_file():
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            stats = MiningStats(**meta.get("stats", {}))
+            params = MiningParams(**meta.get("params", {}))
+        return cls(rows, stats, params, details, hashlib.sha256(data).hexdigest())
+
+
+def _threshold(pos_score: float, margin: float) -> float:
+    """``margin`` x the positive's score, generalised so a negative positive score still gives a bar below it."""
+    return pos_score - (1.0 - margin) * abs(pos_score)
+
+
+def mine_negatives(
+    searcher: Any,
+    queries: Sequence[TrainQuery],
+    *,
+    mode: str = "dense",
+    range_min: int = 3,
+    range_max: int = 50,
+    margin: float = 0.95,
+    n_negatives: int = 4,
+    strategy: str = "top",
+    consistency_top_k: int | None = None,
+    seed: int = 0,
+    catalog: CollectionCatalog | None = None,
+    options: SearchOptions | None = None,
+    progress: Callable[..., None] | None = None,
+) -> MiningResult:
+    """Mine ``n_negatives`` hard negatives per query from ``searcher``'s collection.
+
+    The margin guard always compares *dense* similarities (query embedding . chunk embedding, the cosine
+    the dense branch ranks by), also in hybrid mode: a hybrid hit's fused RRF score is rank-based and says
+    nothing about how close a candidate is to the positive. The positive's score is the query embedding
+    (``embedder.encode_queries``) against the positive passage's: the stored chunk vector (what
+    ``encode_passages`` produced at index time) or, for a passage that is not a stored chunk (inverse
+    cloze), a fresh ``encode_passages``. For a document-level positive, the positive passage is the
+    document's chunk with the highest score. Queries with fewer than ``n_negatives`` surviving candidates
+    are dropped (every row needs the same columns) and counted as ``queries_short``. ``strategy="sample"``
+    draws the n negatives at random among the survivors, seeded per query so the result does not depend
+    on the order of the queries.
+    """
+    params = MiningParams(mode, range_min, range_max, margin, n_negatives, strategy, consistency_top_k, seed)
+    params.validate()
+    catalog = catalog if catalog is not None else CollectionCatalog.from_store(searcher.collection.store)
+    stats = MiningStats(queries_in=len(queries))
+    depth = max(range_max, consistency_top_k or 0)
+    if options is None:
+        opts = SearchOptions(k=depth, mode=mode, prefetch_k=max(100, depth))
+    else:
+        opts = SearchOptions(**{**options.__dict__, "k": depth, "mode": mode})
+        opts.prefetch_k = max(opts.prefetch_k, depth)
+
+    live = [q for q in queries if q.positive_doc_id in catalog.by_doc]
+    stats.dropped_no_positive = len(queries) - len(live)
+
+    # 1. the served result lists and the query embeddings (the same encoder the search used)
+    hits_per_query: list[list[Any]] = []
+    qvecs: list[np.ndarray] = []
+    if progress:
+        progress(stage="mine", total=len(live))
+    for start in range(0, len(live), _SEARCH_BATCH):
+        batch = live[start : start + _SEARCH_BATCH]
+        texts = [q.query for q in batch]
+        hits_per_query.extend(searcher.search_many(texts, opts))
+        qvecs.append(np.asarray(searcher.embedder.encode_queries(texts), dtype=np.float32))
+        if progress:
+            progress(stage="mine", advance=len(batch))
+    qmat = np.concatenate(qvecs) if qvecs else np.zeros((0, 1), dtype=np.float32)
+
+    # 2. dense vectors of every candidate and of every positive document's chunks, in one pass over the store
+    wanted: set[str] = set()
+    for q, hits in zip(live, hits_per_query, strict=True):
+        wanted.update(h.chunk_id for h in hits)
+        if q.positive_chunk_id and q.positive_chunk_id in catalog.chunks:
+            wanted.add(q.positive_chunk_id)
+        else:
+            wanted.update(c.id for c in catalog.by_doc[q.positive_doc_id or ""])
+    vectors = catalog.vectors_for(wanted)
+    fresh = [i for i, q in enumerate(live) if q.positive_text]
+    fresh_vecs = (
+        np.asarray(
+            searcher.embedder.encode_passages([live[i].positive_text for i in fresh]), dtype=np.float32
+        )
+        if fresh
+        else np.zeros((0, 1), dtype=np.float32)
+    )
+    fresh_of = {i: fresh_vecs[j] for j, i in enumerate(fresh)}
+
+    rows: list[dict[str, str]] = []
+    details: list[dict[str, Any]] = []
+    for i, (q, hits) in enumerate(zip(live, hits_per_query, strict=True)):
+        qv = qmat[i]
+        doc_chunks = catalog.by_doc[q.positive_doc_id or ""]
+        if consistency_top_k is not None and not any(
+            h.doc_id == q.positive_doc_id for h in hits[:consistency_top_k]
+        ):
+            stats.dropped_consistency += 1
+            continue
+        # the positive passage and its dense score
+        if q.positive_chunk_id and q.positive_chunk_id in catalog.chunks:
+            pos_chunk = catalog.chunks[q.positive_chunk_id]
+        else:
+            scored = [(float(qv @ vectors[c.id]), c) for c in doc_chunks if c.id in vectors]
+            pos_chunk = max(scored, key=lambda t: t[0])[1] if scored else doc_chunks[0]
+        if i in fresh_of:
+            pos_vec = fresh_of[i]
+            pos_passage = q.positive_text or ""
+        else:
+            pos_vec = vectors.get(pos_chunk.id)
+            pos_passage = pos_chunk.embed_text
+        if pos_vec is None:  # a chunk without a dense vector cannot be scored: nothing to guard against
+            stats.dropped_no_positive += 1
+            continue
+        pos_score = float(qv @ pos_vec)
+        bar = _threshold(pos_score, margin)
+        # the candidates, rule by rule
+        eligible: list[tuple[int, str, float, str]] = []  # rank, chunk id, dense score, text
+        for h in hits:
+            stats.candidates_seen += 1
+            if h.doc_id == q.positive_doc_id:
+                stats.removed_same_document += 1
+                continue
+            if not range_min <= h.rank <= range_max:
+                stats.removed_range += 1
+                continue
+            vec = vectors.get(h.chunk_id)
+            dense = float(qv @ vec) if vec is not None else float("nan")
+            if not np.isfinite(dense) or dense > bar:
+                stats.removed_margin += 1
+                continue
+            record = catalog.chunks.get(h.chunk_id)
+            text = record.embed_text if record is not None else h.text
+            eligible.append((h.rank, h.chunk_id, dense, text))
+        if strategy == "top" or len(eligible) <= n_negatives:
+            chosen = eligible[:n_negatives]
+        else:
+            rng = random.Random(f"{seed}:{q.qid}:{q.query}")
+            picked = sorted(rng.sample(range(len(eligible)), n_negatives))
+            chosen = [eligible[j] for j in picked]
+        stats.not_selected += len(eligible) - len(chosen)
+        if len(chosen) < n_negatives:
+            stats.queries_short += 1
+            stats.negatives_of_short_queries += len(chosen)
+            continue
+        stats.kept_negatives += len(chosen)
+        stats.queries_kept += 1
+        row = {"anchor": q.query, "positive": pos_passage}
+        for j, (_, _, _, text) in enumerate(chosen, start=1):
+            row[f"negative_{j}"] = text
+        rows.append(row)
+        details.append(
+            {
+                "qid": q.qid,
+                "source": q.source,
+                "positive_doc_id": q.positive_doc_id,
+                "positive_chunk_id": pos_chunk.id,
+                "positive_score": round(pos_score, 6),
+                "negatives": [
+                    {"chunk_id": cid, "rank": rank, "score": round(score, 6)}
+                    for rank, cid, score, _ in chosen
+                ],
+            }
+        )
+    stats.check()
+    return MiningResult(rows, stats, params, details)
