@@ -374,4 +374,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run through the importable module, so commands that register on `kret.cli.main.cli` find it.
+    from kret.cli.main import main as _main
+
+    _main()

@@ -13,7 +13,7 @@ def train() -> None:
 
     \b
       kret train pretrain --wiki kowiki/ --max-pairs 20000      # KoE5-PT recipe: title -> body, in-batch negatives
-      kret train finetune --mine-negatives --queries q.jsonl     # hard negatives mined from your own index
+      kret train finetune --mine-negatives -c docs --queries q.jsonl   # hard negatives mined from your index
     """
 
 

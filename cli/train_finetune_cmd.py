@@ -77,7 +77,9 @@ class _Progress:
             return
         if stage is None:
             return
-        label = {"mine": "mining negatives", "train": "training", "query": "running queries"}.get(stage, stage)
+        label = {"mine": "mining negatives", "train": "training", "query": "running queries"}.get(
+            stage, stage
+        )
         if stage not in self.tasks:
             self.tasks[stage] = self.progress.add_task(label, total=total, extra="")
         task = self.tasks[stage]
@@ -89,6 +91,8 @@ class _Progress:
         fields: dict[str, Any] = {"advance": advance}
         if total is not None:
             fields["total"] = total
+            if advance == 0 and completed is None:  # a stage starting again (the gate evaluates twice)
+                completed = 0
         if completed is not None:
             fields["completed"] = completed
         if extra:
@@ -121,31 +125,66 @@ def mining_table(stats: dict[str, int], n: int) -> Table:
 
 
 @train.command("finetune", context_settings=CONTEXT)
-@click.option("--mine-negatives", is_flag=True, help="Mine hard negatives from the collection (the method; implied).")
+@click.option(
+    "--mine-negatives", is_flag=True, help="Mine hard negatives from the collection (the method; implied)."
+)
 @click.option("-c", "--collection", required=True, help="Collection to mine from; its model is the parent.")
-@click.option("--queries", "queries_file", type=click.Path(dir_okay=False), help="JSONL/TSV of query -> positive.")
-@click.option("--self-supervised", type=click.Choice(["titles", "ict"]), help="Queries read from the collection.")
+@click.option(
+    "--queries", "queries_file", type=click.Path(dir_okay=False), help="JSONL/TSV of query -> positive."
+)
+@click.option(
+    "--self-supervised", type=click.Choice(["titles", "ict"]), help="Queries read from the collection."
+)
 @click.option("--max-queries", type=click.IntRange(2), help="Use at most N queries (seeded sample).")
 @click.option("--mode", type=click.Choice(["dense", "hybrid"]), default="dense", show_default=True)
-@click.option("--range", "rank_range", default="3:50", show_default=True, help="Ranks MIN:MAX negatives come from.")
-@click.option("--margin", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True,
-              help="Drop candidates scoring above MARGIN x the positive's dense score.")
+@click.option(
+    "--range", "rank_range", default="3:50", show_default=True, help="Ranks MIN:MAX negatives come from."
+)
+@click.option(
+    "--margin",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.95,
+    show_default=True,
+    help="Drop candidates scoring above MARGIN x the positive's dense score.",
+)
 @click.option("--negatives", "n_negatives", type=click.IntRange(1, 64), default=4, show_default=True)
-@click.option("--sample", is_flag=True, help="Sample the negatives among the survivors instead of the top ones.")
-@click.option("--consistency-top-k", type=click.IntRange(1, 1000), help="Drop queries whose positive is not in the top K.")
-@click.option("--heldout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
-              help="Fraction of queries (by document) held out for the gate.")
+@click.option(
+    "--sample", is_flag=True, help="Sample the negatives among the survivors instead of the top ones."
+)
+@click.option(
+    "--consistency-top-k",
+    type=click.IntRange(1, 1000),
+    help="Drop queries whose positive is not in the top K.",
+)
+@click.option(
+    "--heldout",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.1,
+    show_default=True,
+    help="Fraction of queries (by document) held out for the gate.",
+)
 @click.option("--loss", type=click.Choice(["mnrl", "gist"]), default="mnrl", show_default=True)
 @click.option("--batch-size", type=click.IntRange(2), default=32, show_default=True)
-@click.option("--mini-batch-size", type=click.IntRange(1), help="Cached (GradCache) loss with this mini-batch.")
+@click.option(
+    "--mini-batch-size", type=click.IntRange(1), help="Cached (GradCache) loss with this mini-batch."
+)
 @click.option("--lr", type=float, default=1e-5, show_default=True)
 @click.option("--epochs", type=float, default=1.0, show_default=True)
-@click.option("--max-steps", type=click.IntRange(1), help="Stop after N optimizer steps (overrides --epochs).")
+@click.option(
+    "--max-steps", type=click.IntRange(1), help="Stop after N optimizer steps (overrides --epochs)."
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--eval", "eval_datasets", multiple=True, type=click.Path(file_okay=False),
-              help="BEIR dataset the candidate must not get worse on; repeatable.")
+@click.option(
+    "--eval",
+    "eval_datasets",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    help="BEIR dataset the candidate must not get worse on; repeatable.",
+)
 @click.option("--metric", default="ndcg@10", show_default=True, help="Metric the gate decides on.")
-@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True)
+@click.option(
+    "--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True
+)
 @click.option("--force", is_flag=True, help="Make the new model the default even if the gate fails.")
 @click.option("--run-name", help="Folder under KRET_HOME/runs (default ft-<collection>-<time>).")
 @click.option("--resume", is_flag=True, help="Continue the run --run-name: same mined set, last checkpoint.")
@@ -247,17 +286,20 @@ def _print_result(result: Any) -> None:
         highlight=False,
     )
     if result.model is not None:
-        console.print(f"registered [bold]{result.model.name}[/] (parent {result.parent.short})", highlight=False)
+        console.print(
+            f"registered [bold]{result.model.name}[/] (parent {result.parent.short})", highlight=False
+        )
     d = result.decision
     if d is None:
-        console.print("[yellow]no gate ran (no held-out queries, no --eval): the default model is unchanged[/]")
+        console.print(
+            "[yellow]no gate ran (no held-out queries, no --eval): the default model is unchanged[/]"
+        )
         return
     from kret.evaluators.report import render_comparison
 
-    for cmp in d.comparisons:
-        render_comparison(cmp, console)
-    for line in d.verdict_lines:
-        console.print(line, highlight=False)
+    for cmp, r in zip(d.comparisons, d.results, strict=True):
+        console.print(f"[bold]gate, {r.role} set {r.dataset}[/]", highlight=False)
+        render_comparison(cmp, console)  # ends with the verdict line on the gate metric's headline
     style = "green" if d.promoted else "yellow"
     state = "promoted to default" if d.promoted else "not promoted"
     console.print(f"[{style}]{state}[/]: {d.reason}", highlight=False)

@@ -38,6 +38,9 @@ from kret.engine.types import SparseVec, StoredPoint
 from kret.errors import CollectionNotFoundError, IndexInUseError, StoreError, UserInputError
 
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
+# Shards this process holds open: a second open here would hit Edge's WAL lock too, but the cause (and the
+# fix) is in the caller's own code, so it gets its own message.
+_OPEN_HERE: set[str] = set()
 
 
 def _edge():
@@ -66,10 +69,17 @@ class EdgeStore(Store):
 
     def _open(self) -> None:
         q = _edge()
+        key = str(self.path.resolve())
+        if key in _OPEN_HERE:
+            raise IndexInUseError(
+                f"index {self.path} is already open in this process (an open Searcher or retriever): "
+                "reuse it or close it first — embedded Qdrant Edge allows one opener"
+            )
         try:
             self._shard = q.EdgeShard.load(str(self.path))
         except Exception as exc:
             raise _store_error(exc, self.path) from None
+        _OPEN_HERE.add(key)
 
     @property
     def shard(self):
@@ -98,6 +108,7 @@ class EdgeStore(Store):
             self._shard = q.EdgeShard.create(str(self.path), config)
         except Exception as exc:
             raise _store_error(exc, self.path) from None
+        _OPEN_HERE.add(str(self.path.resolve()))
         for key in KEYWORD_INDEXES:
             self._update(q.UpdateOperation.create_field_index(key, q.PayloadSchemaType.Keyword))
         for key in INTEGER_INDEXES:
@@ -111,6 +122,7 @@ class EdgeStore(Store):
                 self._shard.close()
             finally:
                 self._shard = None
+                _OPEN_HERE.discard(str(self.path.resolve()))
 
     def finalize(self) -> None:
         self._call("optimize")

@@ -243,7 +243,10 @@ class ModelRegistry:
         )
         meta.setdefault("evals", [])
         write_json_atomic(src_dir / META_FILE, meta)
-        os.replace(src_dir, self._version_dir(version))
+        try:
+            os.replace(src_dir, self._version_dir(version))
+        except OSError:  # another filesystem (EXDEV): copy, then remove the source
+            shutil.move(str(src_dir), str(self._version_dir(version)))
         return self.get(version)
 
     def update_lineage(self, version: str, **fields: Any) -> None:

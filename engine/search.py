@@ -166,6 +166,7 @@ class Searcher:
             raw = self.collection.store.query(
                 self._spec(None if dense is None else dense[i], sparse, opts, conds, exact)
             )
+            raw.sort(key=lambda r: (-r.score, r.id))  # equal (e.g. RRF) scores in a reproducible order
             out.append([_to_hit(r, rank) for rank, r in enumerate(raw, start=1)])
         return out
 

@@ -123,10 +123,13 @@ class Chunker:
             spans = [(i, min(i + step, len(piece.text))) for i in range(0, len(piece.text), step)]
         else:
             offs = self.token_offsets(piece.text)
+            starts = list(range(0, len(offs), budget))
             spans = []
-            for i in range(0, len(offs), budget):
-                window = offs[i : i + budget]
-                spans.append((window[0][0], window[-1][1]))
+            for n, i in enumerate(starts):
+                # End where the next window starts: a bare "▁" token's span can reach into the next
+                # character, which would then appear in both chunks.
+                end = offs[starts[n + 1]][0] if n + 1 < len(starts) else offs[-1][1]
+                spans.append((offs[i][0], end))
         out = []
         for a, b in spans:
             part = piece.text[a:b].strip()

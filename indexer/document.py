@@ -56,7 +56,8 @@ class Chunk:
     @property
     def embed_text(self) -> str:
         """What the models see: title (and section heading) in front of the text, the BEIR convention."""
-        head = " ".join(p for p in (self.title, self.heading) if p and p not in self.text[: len(p) + 8])
+        parts = [self.title] + ([self.heading] if self.heading != self.title else [])
+        head = " ".join(p for p in parts if p and p not in self.text[: len(p) + 8])
         return f"{head} {self.text}".strip() if head else self.text
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,23 +14,37 @@ import pytest
 from click.testing import CliRunner
 from test_mining import doc_id_of, korquad, write_corpus
 
-N_DOCS = 12
+N_DOCS = 8
 
 
-@pytest.fixture
-def indexed(home, tiny_model_dir, tmp_path):
-    """A collection 'docs' of KorQuAD paragraphs and a queries file of their questions (positive = path)."""
+@pytest.fixture(scope="module")
+def indexed(tiny_model_dir):
+    """A collection 'docs' of KorQuAD paragraphs and a queries file of their questions (positive = path).
+
+    Built once per module in its own KRET_HOME, which the CLI gets with --home.
+    """
     from kret.api import Kret
 
-    docs, pairs = korquad(N_DOCS)
-    paths = write_corpus(tmp_path / "docs", docs)
-    Kret(home=home, model=str(tiny_model_dir)).index([tmp_path / "docs"], collection="docs")
-    qfile = tmp_path / "queries.jsonl"
-    qfile.write_text(
-        "".join(json.dumps({"query": q, "path": str(paths[d])}, ensure_ascii=False) + "\n" for q, d in pairs),
-        encoding="utf-8",
+    base = Path(
+        tempfile.mkdtemp(prefix="kret-ft-", dir="/dev/shm" if os.access("/dev/shm", os.W_OK) else None)
     )
-    return home, qfile, {k: doc_id_of(p) for k, p in paths.items()}
+    with pytest.MonkeyPatch.context() as mp:
+        for key in list(os.environ):
+            if key.startswith("KRET_") and key != "KRET_TEST_CACHE":
+                mp.delenv(key, raising=False)
+        mp.setenv("KRET_CONFIG", str(base / "no-kret.toml"))
+        docs, pairs = korquad(N_DOCS)
+        paths = write_corpus(base / "docs", docs)
+        Kret(home=base / "home", model=str(tiny_model_dir)).index([base / "docs"], collection="docs")
+        qfile = base / "queries.jsonl"
+        qfile.write_text(
+            "".join(
+                json.dumps({"query": q, "path": str(paths[d])}, ensure_ascii=False) + "\n" for q, d in pairs
+            ),
+            encoding="utf-8",
+        )
+        yield base / "home", qfile, {k: doc_id_of(p) for k, p in paths.items()}
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def _cli(home: Path, *args: str):
@@ -46,8 +63,22 @@ def test_finetune_cli_registers_lineage_and_gate_keeps_default(indexed):
 
     home, qfile, ids = indexed
     result = _cli(
-        home, "train", "finetune", "--mine-negatives", "-c", "docs", "--queries", str(qfile),
-        "--negatives", "2", "--heldout", "0.3", "--run-name", "run1", "--json", *TRAIN,
+        home,
+        "train",
+        "finetune",
+        "--mine-negatives",
+        "-c",
+        "docs",
+        "--queries",
+        str(qfile),
+        "--negatives",
+        "2",
+        "--heldout",
+        "0.3",
+        "--run-name",
+        "run1",
+        "--json",
+        *TRAIN,
     )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout.strip().splitlines()[-1])
@@ -88,9 +119,28 @@ def test_forced_promotion_through_the_issue_spelling(indexed):
 
     home, _, _ = indexed
     result = _cli(
-        home, "train", "--mine-negatives", "-c", "docs", "--self-supervised", "ict", "--heldout", "0",
-        "--negatives", "1", "--force", "--run-name", "run2", "--max-steps", "1", "--batch-size", "4",
-        "--margin", "1.0", "--range", "2:30",
+        home,
+        "train",
+        "--mine-negatives",
+        "-c",
+        "docs",
+        "--self-supervised",
+        "ict",
+        "--heldout",
+        "0",
+        "--negatives",
+        "1",
+        "--force",
+        "--run-name",
+        "run2",
+        "--max-steps",
+        "1",
+        "--batch-size",
+        "4",
+        "--margin",
+        "1.0",
+        "--range",
+        "2:30",
     )
     assert result.exit_code == 0, result.output
     kr = Kret(home=home)
@@ -111,6 +161,7 @@ def test_cli_user_mistakes_are_user_errors(home, tmp_path):
         (["-c", "docs"], "either --queries FILE or --self-supervised"),
         (["-c", "docs", "--queries", str(qfile), "--range", "9:3"], "--range"),
         (["-c", "docs", "--queries", str(qfile), "--resume"], "--resume needs --run-name"),
+        (["-c", "docs", "--queries", str(qfile), "--metric", "ndcg@100"], "k must be one of"),
     ):
         with pytest.raises(UserInputError, match=msg):
             _cli(home, "train", "finetune", "--mine-negatives", *args)
@@ -127,7 +178,9 @@ def _report(name: str, values: np.ndarray, model: str):
     qids = [f"q{i}" for i in range(len(values))]
     mean = float(values.mean())
     return EvalReport(
-        dataset=DatasetInfo(name=name, path=f"/data/{name}", split="test", hash=f"h-{name}", n_queries=len(qids), n_docs=100),
+        dataset=DatasetInfo(
+            name=name, path=f"/data/{name}", split="test", hash=f"h-{name}", n_queries=len(qids), n_docs=100
+        ),
         model=ModelInfo(name=model, fingerprint=model * 4),
         mode="hybrid",
         ks=[10],
@@ -161,14 +214,12 @@ def test_decide_promotes_only_a_clear_win_without_losses():
 
 
 def test_gate_records_and_promotes(monkeypatch, home, tiny_model_dir, tmp_path):
-    import shutil
-
     from kret.api import Kret
     from kret.trainer import gate as gate_mod
 
     kr = Kret(home=home, model=str(tiny_model_dir))
     parent = kr.resolve_model()
-    src = tmp_path / "cand"
+    src = home / "cand"  # register() renames into the registry: same filesystem
     shutil.copytree(tiny_model_dir, src)
     (src / "kret_model.json").unlink(missing_ok=True)
     (src / "config_sentence_transformers.json").write_text(
@@ -185,16 +236,26 @@ def test_gate_records_and_promotes(monkeypatch, home, tiny_model_dir, tmp_path):
 
     monkeypatch.setattr(gate_mod, "_evaluate", fake_evaluate)
     d = gate_mod.gate(
-        kr, parent, candidate, heldout_dataset=tmp_path / "heldout", eval_datasets=[tmp_path / "miracl"],
-        collection="docs", out_dir=tmp_path / "gate1",
+        kr,
+        parent,
+        candidate,
+        heldout_dataset=tmp_path / "heldout",
+        eval_datasets=[tmp_path / "miracl"],
+        collection="docs",
+        out_dir=tmp_path / "gate1",
     )
     assert not d.promoted and "worse on miracl" in d.reason
     assert kr.registry.default_version() != candidate.name
     assert kr.registry.get(candidate.name).lineage["gate"]["promoted"] is False
 
     d = gate_mod.gate(
-        kr, parent, candidate, heldout_dataset=tmp_path / "heldout", eval_datasets=[tmp_path / "korquad"],
-        collection="docs", out_dir=tmp_path / "gate2",
+        kr,
+        parent,
+        candidate,
+        heldout_dataset=tmp_path / "heldout",
+        eval_datasets=[tmp_path / "korquad"],
+        collection="docs",
+        out_dir=tmp_path / "gate2",
     )
     assert d.promoted and not d.forced
     assert kr.registry.default_version() == candidate.name

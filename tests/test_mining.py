@@ -64,7 +64,9 @@ def corpus(tiny_model_dir):
     """(Kret, {paragraph id: doc id}, [(question, doc id)]) for an indexed collection, built once."""
     from kret.api import Kret
 
-    base = Path(tempfile.mkdtemp(prefix="kret-mining-", dir="/dev/shm" if os.access("/dev/shm", os.W_OK) else None))
+    base = Path(
+        tempfile.mkdtemp(prefix="kret-mining-", dir="/dev/shm" if os.access("/dev/shm", os.W_OK) else None)
+    )
     with pytest.MonkeyPatch.context() as mp:
         for key in list(os.environ):
             if key.startswith("KRET_") and key != "KRET_TEST_CACHE":
@@ -79,8 +81,9 @@ def corpus(tiny_model_dir):
         try:
             store = searcher.collection.store
             chunk0 = next(
-                p for p in store.scroll_chunks() if p.payload["doc_id"] == doc_id_of(paths[DUP_OF])
-                and p.payload["chunk_index"] == 0
+                p
+                for p in store.scroll_chunks()
+                if p.payload["doc_id"] == doc_id_of(paths[DUP_OF]) and p.payload["chunk_index"] == 0
             )
         finally:
             searcher.collection.close()
@@ -301,7 +304,9 @@ def test_consistency_filter_drops_unreachable_positives(opened, train_queries):
     searcher, _ = opened
     k = 3
     hits = searcher.search_many([q.query for q in train_queries], _opts(k, "hybrid"))
-    reachable = [any(h.doc_id == q.positive_doc_id for h in hs) for q, hs in zip(train_queries, hits, strict=True)]
+    reachable = [
+        any(h.doc_id == q.positive_doc_id for h in hs) for q, hs in zip(train_queries, hits, strict=True)
+    ]
     assert any(reachable) and not all(reachable)
     result = _mine(
         opened, train_queries, mode="hybrid", range_min=1, range_max=30, n_negatives=2, consistency_top_k=k
@@ -362,7 +367,14 @@ def test_mined_set_is_reproducible(opened, train_queries, tmp_path):
 def test_bad_parameters_are_user_errors(opened, train_queries):
     from kret.errors import UserInputError
 
-    for kw in ({"range_min": 0}, {"range_min": 10, "range_max": 5}, {"margin": 0}, {"n_negatives": 0},
-               {"mode": "sparse"}, {"strategy": "best"}, {"range_min": 1, "range_max": 2, "n_negatives": 3}):
+    for kw in (
+        {"range_min": 0},
+        {"range_min": 10, "range_max": 5},
+        {"margin": 0},
+        {"n_negatives": 0},
+        {"mode": "sparse"},
+        {"strategy": "best"},
+        {"range_min": 1, "range_max": 2, "n_negatives": 3},
+    ):
         with pytest.raises(UserInputError):
             _mine(opened, train_queries[:2], **kw)

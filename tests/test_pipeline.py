@@ -132,10 +132,37 @@ def test_second_user_gets_index_in_use(tiny_kret, docs):
     searcher = tiny_kret.open()
     try:
         other = Kret(home=tiny_kret.settings.home, model=tiny_kret.settings.model)
-        with pytest.raises(IndexInUseError, match="in use by another kret process"):
+        with pytest.raises(IndexInUseError, match="already open in this process"):
             other.index([docs])
     finally:
         searcher.collection.close()
+
+
+def test_other_process_gets_index_in_use(tiny_kret, docs):
+    """A second kret process on an embedded index gets one clear line, not a stack trace."""
+    import os
+    import subprocess
+    import sys
+
+    tiny_kret.index([docs])
+    searcher = tiny_kret.open()
+    try:
+        env = {
+            **os.environ,
+            "KRET_HOME": str(tiny_kret.settings.home),
+            "KRET_MODEL": tiny_kret.settings.model,
+        }
+        r = subprocess.run(
+            [sys.executable, "-m", "kret.cli.main", "index", str(docs)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        searcher.collection.close()
+    assert r.returncode == 6
+    assert "in use by another kret process" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_model_mismatch_is_refused(tiny_kret, tiny_model_dir, tmp_path, docs):

@@ -15,7 +15,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from kret.engine.search import SearchOptions
 from kret.errors import TrainingError, UserInputError
 
 from .fit import FitConfig, fit, is_main_process
-from .gate import GateDecision, gate, write_heldout_beir
+from .gate import GateDecision, check_metric, gate, write_heldout_beir
 from .mining import MiningParams, MiningResult, mine_negatives
 from .queries import (
     SELF_SUPERVISED_KINDS,
@@ -56,7 +56,6 @@ class FinetuneResult:
     mined_file: Path
     train_stats: dict[str, Any]
     decision: GateDecision | None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -142,6 +141,14 @@ def finetune(
     cfg = fit_cfg or FitConfig()
     if loss is not None:
         cfg.loss = loss
+    note = (lambda msg: progress(note=msg)) if progress else (lambda msg: None)
+    if cfg.loss == "gist" and n_negatives > 1 and not cfg.mini_batch_size:
+        # GISTEmbedLoss takes one hard negative per row; its cached variant takes n, and with a mini-batch
+        # as large as the batch it computes the same loss.
+        cfg.mini_batch_size = cfg.batch_size
+        note(
+            f"--loss gist with {n_negatives} negatives: using the cached GIST loss (mini-batch {cfg.batch_size})"
+        )
     cfg.validate()
     MiningParams(
         mode, range_min, range_max, margin, n_negatives, strategy, consistency_top_k, seed
@@ -150,6 +157,9 @@ def finetune(
     evals = [Path(p) for p in eval_datasets]
     run_name = run_name or f"ft-{collection}-{time.strftime('%Y%m%d-%H%M%S')}"
     _validate(qfile, self_supervised, evals, heldout_fraction, run_name)
+    check_metric(metric)
+    if not 0 < alpha < 1:
+        raise UserInputError(f"alpha must be in (0, 1), got {alpha}")
     run_dir = Path(kr.settings.home) / "runs" / run_name
     main = is_main_process()
     if main and run_dir.exists() and any(run_dir.iterdir()) and not cfg.resume:
@@ -157,7 +167,6 @@ def finetune(
             f"run folder {run_dir} already exists: pass --resume to continue it or another --run-name"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
-    note = (lambda msg: progress(note=msg)) if progress else (lambda msg: None)
 
     searcher = kr.open(collection)
     try:
@@ -269,7 +278,6 @@ def finetune(
         "git_commit": git_commit(),
     }
     model = kr.registry.register(final_dir, base=parent, lineage=lineage, prefix="ft")
-    note(f"registered {model.short}")
     decision = (
         gate(
             kr,

@@ -340,11 +340,12 @@ def fit(
     n_rows = len(ds)
     if n_rows < 2:
         raise TrainingError(f"{n_rows} training row(s): in-batch negatives need at least 2")
+    n_proc = world_size()
     batch_size = cfg.batch_size
     batch_capped = False
-    if n_rows < batch_size:
+    if n_rows < batch_size * n_proc:
         # drop_last would otherwise leave zero batches; a smaller full batch still trains correctly.
-        batch_size, batch_capped = n_rows, True
+        batch_size, batch_capped = max(2, n_rows // n_proc), True
         log.warning("only %d rows: batch size capped from %d to %d", n_rows, cfg.batch_size, batch_size)
     resume_from = _newest_checkpoint(ckpt_dir) if cfg.resume else None
     if cfg.resume and resume_from is None:
@@ -352,7 +353,6 @@ def fit(
 
     cuda = torch.cuda.is_available()
     bf16 = bool(cuda and torch.cuda.is_bf16_supported())
-    n_proc = world_size()
     effective_batch = batch_size * n_proc
     est_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * (n_rows // effective_batch or 1)))
     logging_steps = cfg.logging_steps or max(1, min(50, est_steps // 100))

@@ -25,7 +25,7 @@ from kret.evaluators.report import VERDICT_A, Comparison, EvalReport, compare_re
 
 from .queries import CollectionCatalog, TrainQuery
 
-__all__ = ["GateDecision", "decide", "gate", "write_heldout_beir"]
+__all__ = ["GateDecision", "check_metric", "decide", "gate", "write_heldout_beir"]
 
 HELDOUT_NAME = "heldout"
 
@@ -112,6 +112,17 @@ def write_heldout_beir(catalog: CollectionCatalog, heldout: Sequence[TrainQuery]
 # ---------------------------------------------------------------------------------------------------------
 # The rule
 # ---------------------------------------------------------------------------------------------------------
+
+
+def check_metric(metric: str) -> None:
+    """Refuse a gate metric the evaluation will not produce *before* hours of training, not after."""
+    from kret.evaluators.metrics import DEFAULT_KS, split_metric_name, statistic_for
+
+    statistic_for(metric)
+    if split_metric_name(metric)[1] not in DEFAULT_KS:
+        raise UserInputError(
+            f"gate metric {metric!r}: k must be one of {', '.join(map(str, DEFAULT_KS))} (the evaluated cut-offs)"
+        )
 
 
 def _row(cmp: Comparison, metric: str):
@@ -204,6 +215,7 @@ def gate(
     goes into the candidate's lineage (``evals`` and ``gate``); promotion makes the candidate the registry's
     default. Re-indexing the collection with it is a separate, explicit step (``next_command``).
     """
+    check_metric(metric)
     if heldout_dataset is None and not eval_datasets and not force:
         raise UserInputError(
             "the gate needs something to evaluate on: held-out queries (--heldout > 0) or --eval DATASET"
