@@ -56,33 +56,37 @@ def run_cli(entry: Callable[..., Any]) -> None:
         sys.exit(exc.exit_code)
 
 
+def rich_progress(enabled: bool = True):
+    """The one progress-bar layout of the CLI: label, bar, n/total, a free text field, elapsed, remaining."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[extra]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not enabled,
+    )
+
+
 class IndexProgress:
     """Rich progress for indexing: files read, then documents and chunks embedded (with chunks/s)."""
 
     def __init__(self, enabled: bool = True) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            SpinnerColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
         self.enabled = enabled
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[extra]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            disable=not enabled,
-            transient=False,
-        )
+        self.progress = rich_progress(enabled)
         self.tasks: dict[str, Any] = {}
         self.chunks = 0
         self.started: float | None = None

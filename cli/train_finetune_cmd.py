@@ -13,7 +13,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from kret.cli.common import console, get_kret, out, print_json
+from kret.cli.common import console, get_kret, out, print_json, rich_progress
 from kret.cli.main import CONTEXT
 from kret.cli.train_cmd import train
 from kret.errors import UserInputError
@@ -34,18 +34,8 @@ class _Progress:
     """Mining and training bars (training shows the loss and pairs/s), notes, and the mining table."""
 
     def __init__(self, enabled: bool) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
         self.enabled = enabled
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[extra]}"),
-            TimeElapsedColumn(),
-            console=console,
-            disable=not enabled,
-        )
+        self.progress = rich_progress(enabled)
         self.tasks: dict[str, Any] = {}
 
     def __enter__(self) -> _Progress:

@@ -26,7 +26,7 @@ import numpy as np
 
 from kret.errors import DatasetError, TrainingError, UserInputError
 
-from .wiki import ReadStats, WikiPage
+from .wiki import ReadStats, WikiPage, iter_json_rows
 
 __all__ = [
     "MixStats",
@@ -351,34 +351,24 @@ def read_pairs_jsonl(path: Path, *, source: str | None = None) -> Iterator[Pair]
     if not path.is_file():
         raise DatasetError(f"{path}: no such file")
     default_source = source or path.name.split(".", 1)[0]
-    with path.open("r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{where}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise DatasetError(f"{where}: expected a JSON object per line")
-            query = next((row[k] for k in _QUERY_KEYS if k in row), None)
-            positive = next((row[k] for k in _POSITIVE_KEYS if k in row), None)
-            if isinstance(positive, list):
-                if not positive:
-                    raise DatasetError(f"{where}: the positive list is empty")
-                positive = positive[0]
-            if not isinstance(query, str) or not query.strip():
-                raise DatasetError(f"{where}: needs a non-empty string in one of {', '.join(_QUERY_KEYS)}")
-            if not isinstance(positive, str) or not positive.strip():
-                raise DatasetError(
-                    f"{where}: needs a non-empty string (or list of strings) in one of {', '.join(_POSITIVE_KEYS)}"
-                )
-            row_source = source or (row["source"] if isinstance(row.get("source"), str) else default_source)
-            pid = next((row[k] for k in _ID_KEYS if row.get(k) not in (None, "")), None)
-            if pid is None:
-                pid = hashlib.sha1(f"{query}\x1f{positive}".encode()).hexdigest()[:16]
-            yield Pair(query=query.strip(), positive=positive.strip(), source=row_source, pair_id=str(pid))
+    for _lineno, where, row in iter_json_rows(path):
+        query = next((row[k] for k in _QUERY_KEYS if k in row), None)
+        positive = next((row[k] for k in _POSITIVE_KEYS if k in row), None)
+        if isinstance(positive, list):
+            if not positive:
+                raise DatasetError(f"{where}: the positive list is empty")
+            positive = positive[0]
+        if not isinstance(query, str) or not query.strip():
+            raise DatasetError(f"{where}: needs a non-empty string in one of {', '.join(_QUERY_KEYS)}")
+        if not isinstance(positive, str) or not positive.strip():
+            raise DatasetError(
+                f"{where}: needs a non-empty string (or list of strings) in one of {', '.join(_POSITIVE_KEYS)}"
+            )
+        row_source = source or (row["source"] if isinstance(row.get("source"), str) else default_source)
+        pid = next((row[k] for k in _ID_KEYS if row.get(k) not in (None, "")), None)
+        if pid is None:
+            pid = hashlib.sha1(f"{query}\x1f{positive}".encode()).hexdigest()[:16]
+        yield Pair(query=query.strip(), positive=positive.strip(), source=row_source, pair_id=str(pid))
 
 
 def write_pairs_jsonl(pairs: Iterable[Pair], path: Path) -> str:

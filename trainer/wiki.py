@@ -340,6 +340,27 @@ _JSONL_TEXT_KEYS = ("text", "body", "contents", "content")
 _JSONL_ID_KEYS = ("id", "page_id", "_id", "doc_id", "curid")
 
 
+def iter_json_rows(path: Path) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """(line number, "file:line", row) for every non-blank line of a JSONL file, plain or .bz2.
+
+    A line that is not a JSON object raises ``DatasetError`` naming file and line: a silently shorter
+    training set is worse than a stopped run.
+    """
+    opener = bz2.open if path.suffix == ".bz2" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"{where}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise DatasetError(f"{where}: expected a JSON object per line")
+            yield lineno, where, row
+
+
 def read_jsonl(
     path: Path, *, source: str = "kowiki", clean: bool = True, stats: ReadStats | None = None
 ) -> Iterator[WikiPage]:
@@ -354,36 +375,25 @@ def read_jsonl(
     if not path.is_file():
         raise DatasetError(f"{path}: no such file")
     stats.files += 1
-    opener = bz2.open if path.suffix == ".bz2" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{where}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise DatasetError(f"{where}: expected a JSON object per line")
-            title = row.get("title")
-            if not isinstance(title, str) or not title.strip():
-                raise DatasetError(f"{where}: missing or empty 'title'")
-            text = next((row[k] for k in _JSONL_TEXT_KEYS if k in row), None)
-            if not isinstance(text, str):
-                raise DatasetError(f"{where}: needs a string 'text', 'body' or 'contents'")
-            page_id = next((row[k] for k in _JSONL_ID_KEYS if row.get(k) not in (None, "")), None)
-            title = title.strip()
-            text = _drop_title_line(text, title)
-            stats.pages += 1
-            yield WikiPage(
-                page_id=str(page_id) if page_id is not None else f"{path.stem}:{lineno}",
-                title=title,
-                text=clean_wiki_text(text, unescape=False) if clean else text.strip(),
-                url=row.get("url") if isinstance(row.get("url"), str) else None,
-                source=source,
-                is_disambiguation=bool(row.get("is_disambiguation", False)),
-            )
+    for lineno, where, row in iter_json_rows(path):
+        title = row.get("title")
+        if not isinstance(title, str) or not title.strip():
+            raise DatasetError(f"{where}: missing or empty 'title'")
+        text = next((row[k] for k in _JSONL_TEXT_KEYS if k in row), None)
+        if not isinstance(text, str):
+            raise DatasetError(f"{where}: needs a string 'text', 'body' or 'contents'")
+        page_id = next((row[k] for k in _JSONL_ID_KEYS if row.get(k) not in (None, "")), None)
+        title = title.strip()
+        text = _drop_title_line(text, title)
+        stats.pages += 1
+        yield WikiPage(
+            page_id=str(page_id) if page_id is not None else f"{path.stem}:{lineno}",
+            title=title,
+            text=clean_wiki_text(text, unescape=False) if clean else text.strip(),
+            url=row.get("url") if isinstance(row.get("url"), str) else None,
+            source=source,
+            is_disambiguation=bool(row.get("is_disambiguation", False)),
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------
