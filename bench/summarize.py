@@ -1,0 +1,35 @@
+"""Markdown tables from `kret eval` JSON reports (bench/out/<dataset>.<mode>.json).
+
+python bench/summarize.py bench/out/*.json
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from kret.evaluators.report import EvalReport
+
+METRICS = ("ndcg@1", "ndcg@3", "ndcg@10", "recall@10", "mrr@10", "f1_per_query_mean@3", "f1_kure@3")
+
+
+def cell(report: EvalReport, name: str) -> str:
+    m = report.metrics.get(name)
+    return "–" if m is None else f"{m.mean:.4f} [{m.ci_low:.3f}–{m.ci_high:.3f}]"
+
+
+def main(paths: list[str]) -> None:
+    reports = sorted((EvalReport.from_json(Path(p)) for p in paths), key=lambda r: (r.dataset.name, r.mode))
+    print("| dataset | mode | " + " | ".join(METRICS) + " | chunks | index s | query p50/p95 ms |")
+    print("|---|---|" + "---:|" * (len(METRICS) + 3))
+    for r in reports:
+        t = r.timings
+        print(
+            f"| {r.dataset.name} | {r.mode} | "
+            + " | ".join(cell(r, m) for m in METRICS)
+            + f" | {t.get('n_chunks')} | {t.get('index_s')} | {t.get('query_p50_ms')} / {t.get('query_p95_ms')} |"
+        )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
