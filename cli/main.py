@@ -96,13 +96,13 @@ def _parse_where(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("-c", "--collection", help="Collection to search.")
 @click.option("--mode", type=click.Choice(["dense", "sparse", "hybrid"]), help="Default: hybrid (settings).")
 @click.option(
-    "--fusion", type=click.Choice(["rrf", "dbsf"]), help="How hybrid fuses its branches (default rrf)."
+    "--fusion", type=click.Choice(["rrf", "dbsf"]), help="How hybrid fuses its branches (default dbsf)."
 )
 @click.option(
     "--prefetch-k", type=click.IntRange(1, 10000), help="Candidates per branch before fusion (default 100)."
 )
-@click.option("--dense-weight", type=float, help="RRF weight of the dense branch.")
-@click.option("--sparse-weight", type=float, help="RRF weight of the Kiwi BM25 branch.")
+@click.option("--dense-weight", type=float, help="RRF weight of the dense branch (with --fusion rrf).")
+@click.option("--sparse-weight", type=float, help="RRF weight of the Kiwi BM25 branch (with --fusion rrf).")
 @click.option("--path", "path_prefix", help="Only documents under this path prefix.")
 @click.option("--glob", "path_glob", help="Only documents whose path matches this glob, e.g. '*.md'.")
 @click.option("--type", "types", multiple=True, help="Only these file types (md, pdf, …); repeatable.")

@@ -31,7 +31,7 @@ _MODES = ("dense", "sparse", "hybrid")
 class SearchOptions:
     k: int = 10
     mode: SearchMode = "hybrid"
-    fusion: FusionKind = "rrf"
+    fusion: FusionKind = "dbsf"
     rrf_k: int = 60
     prefetch_k: int = 100
     dense_weight: float = 1.0
@@ -60,6 +60,10 @@ class SearchOptions:
             raise UserInputError(f"unknown fusion {self.fusion!r} (choose rrf or dbsf)")
         if self.k < 1:
             raise UserInputError("k must be at least 1")
+        if self.fusion == "dbsf" and (self.dense_weight, self.sparse_weight) != (1.0, 1.0):
+            raise UserInputError(
+                "branch weights apply to RRF fusion only: add --fusion rrf (DBSF has no weights)"
+            )
 
 
 def _coerce(value: Any) -> Any:

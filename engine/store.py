@@ -55,7 +55,7 @@ class QuerySpec:
     dense: list[float] | None = None
     sparse: SparseVec | None = None
     prefetch_k: int = 100
-    fusion: Literal["rrf", "dbsf"] = "rrf"
+    fusion: Literal["rrf", "dbsf"] = "dbsf"
     rrf_k: int = 60
     weights: tuple[float, float] = (1.0, 1.0)  # dense, sparse
     conditions: list[Condition] = field(default_factory=list)

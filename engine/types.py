@@ -35,7 +35,8 @@ class BranchScore:
 
 @dataclass
 class Hit:
-    """One search result. ``score`` is the fused score in hybrid mode (rank-based for RRF: compare ranks,
+    """One search result. ``score`` is the fused score in hybrid mode (DBSF: sum of per-branch normalised scores;
+    RRF: rank-based, compare ranks,
     not values), and ``branches`` holds each branch's own score and rank where the chunk came from it."""
 
     rank: int

@@ -64,11 +64,17 @@ class Settings(BaseSettings):
 
     # search
     search_mode: SearchMode = "hybrid"
-    fusion: FusionKind = "rrf"
+    fusion: FusionKind = Field(
+        "dbsf",
+        description="Hybrid fusion: 'dbsf' (score normalisation; beat both branches on the Korean benchmarks, "
+        "bench/README.md) or 'rrf' (rank-based, with rrf_k and per-branch weights).",
+    )
     rrf_k: int = Field(60, ge=1)
     prefetch_k: int = Field(100, ge=1, description="Candidates each branch hands to fusion.")
-    dense_weight: float = Field(1.0, ge=0)
-    sparse_weight: float = Field(1.0, ge=0)
+    dense_weight: float = Field(
+        1.0, gt=0, description="RRF only: Qdrant's weighted RRF stretches ranks by 1/w."
+    )
+    sparse_weight: float = Field(1.0, gt=0, description="RRF only.")
 
     # Qdrant server / cluster mode (unset = embedded Qdrant Edge)
     qdrant_url: str | None = None
