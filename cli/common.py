@@ -81,22 +81,30 @@ def rich_progress(enabled: bool = True):
     )
 
 
-class IndexProgress:
-    """Rich progress for indexing: files read, then documents and chunks embedded (with chunks/s)."""
+class ProgressView:
+    """Base of the CLI's progress callbacks: the library calls ``view(stage=..., advance=..., ...)`` and
+    the view renders it; ``with`` starts and stops the live display."""
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self.progress = rich_progress(enabled)
         self.tasks: dict[str, Any] = {}
-        self.chunks = 0
-        self.started: float | None = None
 
-    def __enter__(self) -> IndexProgress:
+    def __enter__(self):
         self.progress.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.progress.__exit__(*exc)
+
+
+class IndexProgress(ProgressView):
+    """Indexing: files read, then documents and chunks embedded (with chunks/s)."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        super().__init__(enabled)
+        self.chunks = 0
+        self.started: float | None = None
 
     def __call__(
         self,

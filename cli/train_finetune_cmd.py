@@ -13,7 +13,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from kret.cli.common import console, get_kret, out, print_json, rich_progress
+from kret.cli.common import ProgressView, console, get_kret, out, print_json
 from kret.cli.main import CONTEXT
 from kret.cli.train_cmd import train
 from kret.errors import UserInputError
@@ -30,20 +30,11 @@ def _parse_range(text: str) -> tuple[int, int]:
     return a, b
 
 
-class _Progress:
+class _Progress(ProgressView):
     """Mining and training bars (training shows the loss and pairs/s), notes, and the mining table."""
 
     def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.progress = rich_progress(enabled)
-        self.tasks: dict[str, Any] = {}
-
-    def __enter__(self) -> _Progress:
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(*exc)
+        super().__init__(enabled)
 
     def __call__(
         self,

@@ -9,7 +9,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from kret.cli.common import console, get_kret, print_json, rich_progress
+from kret.cli.common import ProgressView, console, get_kret, print_json
 from kret.cli.main import CONTEXT
 from kret.cli.train_cmd import train
 from kret.errors import UserInputError
@@ -47,22 +47,13 @@ def parse_dims(text: str | None) -> list[int] | None:
     return sorted(dims, reverse=True)
 
 
-class TrainProgress:
+class TrainProgress(ProgressView):
     """Rich rendering of the trainer's progress: pair building, the per-filter table, then training with
     loss and pairs/s."""
 
     def __init__(self, enabled: bool = True) -> None:
-        self.enabled = enabled
-        self.progress = rich_progress(enabled)
-        self.tasks: dict[str, Any] = {}
+        super().__init__(enabled)
         self.pairs: dict[str, Any] | None = None
-
-    def __enter__(self) -> TrainProgress:
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(*exc)
 
     def __call__(
         self,
