@@ -11,7 +11,6 @@ start of every run (never drifts), then updated wave by wave: all chunks of a wa
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -144,9 +143,5 @@ class Ingestor:
             )
         self.collection.store.write_documents(writes)
         if progress:
-            progress(docs=len(batch), chunks=len(texts))
+            progress(stage="embed", advance=len(batch), chunks=len(texts))
         return len(texts)
-
-
-def now() -> float:
-    return time.perf_counter()

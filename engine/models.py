@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kret.errors import ModelError, RegistryError, UserInputError
+from kret.errors import ModelError, RegistryError
 
 META_FILE = "kret_model.json"
 DEFAULT_POINTER = "DEFAULT"
@@ -273,7 +273,3 @@ class ModelRegistry:
 def _looks_like_hub_name(spec: str) -> bool:
     parts = spec.split("/")
     return len(parts) == 2 and all(parts) and not spec.startswith((".", "/", "~"))
-
-
-def parse_model_spec_error(spec: str) -> UserInputError:
-    return UserInputError(f"invalid model {spec!r}")

@@ -189,19 +189,13 @@ class Kret:
                 summary.unchanged += 1
         gone: list[str] = []
         if prune:
-            roots = [str(r.resolve()) for _, r in files] or []
-            roots = sorted(set(roots))
+            roots = sorted({str(r.resolve()) for _, r in files})
             for doc_id, st in states.items():
                 if doc_id not in docs and any(
                     st.path.startswith(r.rstrip("/") + "/") or st.path == r for r in roots
                 ):
                     gone.append(doc_id)
         kinds = {d.doc_id: kind for d, kind in todo}
-
-        def on_batch(docs: int = 0, chunks: int = 0, done_ids: Sequence[str] = ()) -> None:
-            if progress:
-                progress(stage="embed", advance=docs, chunks=chunks)
-
         if progress:
             progress(stage="embed", total=len(todo))
         ingestor = Ingestor(
@@ -211,14 +205,14 @@ class Kret:
             self.chunker_for(emb, coll.manifest),
             batch_chunks=self.settings.embed_batch_size * 4,
         )
-        written_before = {d for d in kinds}
         try:
-            summary.chunks = ingestor.write([d for d, _ in todo], states, progress=on_batch)
+            summary.chunks = ingestor.write([d for d, _ in todo], states, progress=progress)
         finally:
+            # Count what really landed: an interrupt can stop the run between two batches.
             done = coll.store.doc_states() if todo else states
-            for doc_id in written_before:
+            for doc_id, kind in kinds.items():
                 if doc_id in done and done[doc_id].doc_hash == docs[doc_id].content_hash:
-                    setattr(summary, kinds[doc_id], getattr(summary, kinds[doc_id]) + 1)
+                    setattr(summary, kind, getattr(summary, kind) + 1)
         if gone:
             coll.store.delete_documents(gone)
             summary.deleted = len(gone)
