@@ -376,7 +376,13 @@ def test_hybrid_without_terms_falls_back_to_dense(ro: Store) -> None:
 def test_weights_change_the_order(ro: Store) -> None:
     # prefetch_k=1: the dense branch offers only b0, the sparse branch only a1; with equal weights they
     # tie, and each weighting must put its own branch's candidate first.
-    base = {"mode": "hybrid", "dense": dense("b", 0), "sparse": sparse({3: 1.0}), "prefetch_k": 1}
+    base = {
+        "mode": "hybrid",
+        "dense": dense("b", 0),
+        "sparse": sparse({3: 1.0}),
+        "prefetch_k": 1,
+        "fusion": "rrf",
+    }
     dense_first = ro.query(spec(**base, weights=(2.0, 1.0)))
     sparse_first = ro.query(spec(**base, weights=(1.0, 2.0)))
     assert ids(dense_first) == [B0, A1]
@@ -385,7 +391,7 @@ def test_weights_change_the_order(ro: Store) -> None:
 
 
 def test_rrf_k_is_applied(ro: Store) -> None:
-    base = {"mode": "hybrid", "dense": dense("b", 0), "sparse": sparse({4: 1.0})}
+    base = {"mode": "hybrid", "dense": dense("b", 0), "sparse": sparse({4: 1.0}), "fusion": "rrf"}
     top_k60 = ro.query(spec(**base, rrf_k=60))[0]
     top_k1 = ro.query(spec(**base, rrf_k=1))[0]
     # Qdrant's RRF: 1 / (k + 0-based position), summed over branches; b0 is first in both.
