@@ -17,14 +17,9 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
+from index_search import pct, time_modes  # bench/ is the script's folder, so on sys.path
 
 from kret.api import Kret
-from kret.engine.search import SearchOptions
-
-
-def pct(xs: list[float], q: float) -> float:
-    return round(float(np.percentile(xs, q)), 2)
 
 
 def main() -> None:
@@ -45,16 +40,7 @@ def main() -> None:
     emb = searcher.embedder
     n_chunks = searcher.collection.store.count_chunks()
 
-    result: dict[str, dict[str, float]] = {}
-    for mode in ("dense", "sparse", "hybrid"):
-        opts = SearchOptions(k=10, mode=mode)
-        searcher.search(queries[0], opts)
-        times = []
-        for q in queries:
-            t = time.perf_counter()
-            searcher.search(q, opts)
-            times.append((time.perf_counter() - t) * 1000)
-        result[f"kret-{mode}"] = {"p50_ms": pct(times, 50), "p95_ms": pct(times, 95)}
+    result = {f"kret-{mode}": value for mode, value in time_modes(searcher, queries).items()}
 
     # The peer: same vectors and payload text in qdrant-client local mode, searched through LangChain.
     class SameModel(Embeddings):
