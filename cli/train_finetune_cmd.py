@@ -150,6 +150,11 @@ def mining_table(stats: dict[str, int], n: int) -> Table:
     "--mini-batch-size", type=click.IntRange(1), help="Cached (GradCache) loss with this mini-batch."
 )
 @click.option("--lr", type=float, default=1e-5, show_default=True)
+@click.option(
+    "--max-seq-length",
+    type=click.IntRange(8),
+    help="Truncate training texts to N tokens (a CPU budget; the saved model keeps its own limit).",
+)
 @click.option("--epochs", type=float, default=1.0, show_default=True)
 @click.option(
     "--max-steps", type=click.IntRange(1), help="Stop after N optimizer steps (overrides --epochs)."
@@ -189,6 +194,7 @@ def finetune_cmd(
     batch_size,
     mini_batch_size,
     lr,
+    max_seq_length,
     epochs,
     max_steps,
     seed,
@@ -221,6 +227,7 @@ def finetune_cmd(
         batch_size=batch_size,
         mini_batch_size=mini_batch_size,
         lr=lr,
+        max_seq_length=max_seq_length,
         epochs=epochs,
         max_steps=max_steps,
         loss=loss,

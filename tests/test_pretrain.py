@@ -293,6 +293,30 @@ def test_matryoshka_variant_and_small_data_batch_cap(tiny_kret, tiny_st, tmp_pat
         fit(base, _rows(6), cfg, run_dir=tmp_path / "r2", prompts={}, model=fresh(tiny_st))
 
 
+def test_max_seq_length_truncates_training_only(tiny_kret, tiny_st, tmp_path):
+    """The CPU budget knob: training batches are cut to N tokens, the saved model keeps its own limit."""
+    from sentence_transformers import SentenceTransformer
+
+    from kret.trainer.fit import FitConfig, fit
+
+    model = fresh(tiny_st)
+    own_limit = model.max_seq_length
+    widths: list[int] = []
+    forward = model[0].forward
+
+    def spy(features, *args, **kwargs):
+        if model[0].training:  # training steps, not the model card's encode at save time
+            widths.append(int(features["input_ids"].shape[1]))
+        return forward(features, *args, **kwargs)
+
+    model[0].forward = spy
+    rows = [{"anchor": t, "positive": (b + " ") * 20} for t, b in TOPICS[:8]]
+    cfg = FitConfig(batch_size=4, max_steps=1, lr=5e-3, max_seq_length=8, torch_threads=1)
+    final, _ = fit(tiny_kret.resolve_model(), rows, cfg, run_dir=tmp_path / "run", prompts={}, model=model)
+    assert widths and max(widths) <= 8
+    assert own_limit > 8 and SentenceTransformer(str(final), local_files_only=True).max_seq_length == own_limit
+
+
 def test_fit_config_validation():
     from kret.trainer.fit import FitConfig
 
@@ -302,6 +326,7 @@ def test_fit_config_validation():
         FitConfig(matryoshka_dims=[32, 32]),
         FitConfig(lr=0),
         FitConfig(warmup_ratio=1.0),
+        FitConfig(max_seq_length=4),
     ):
         with pytest.raises(UserInputError):
             bad.validate()

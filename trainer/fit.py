@@ -79,6 +79,9 @@ class FitConfig:
     )
     save_total_limit: int = 2
     torch_threads: int | None = None  # CPU intra-op threads; None = torch's default
+    # Training-time truncation in tokens (None = the model's own limit). Cost grows with length, so this is
+    # the knob for a CPU budget; the saved model keeps its own limit, so indexing still sees whole chunks.
+    max_seq_length: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -101,6 +104,8 @@ class FitConfig:
             raise UserInputError(f"unknown loss {self.loss!r}; expected one of {', '.join(LOSSES)}")
         if self.save_steps < 1:
             raise UserInputError("save_steps must be >= 1")
+        if self.max_seq_length is not None and self.max_seq_length < 8:
+            raise UserInputError(f"max_seq_length must be >= 8 tokens, got {self.max_seq_length}")
         if self.matryoshka_dims is not None:
             dims = self.matryoshka_dims
             if not dims or any(int(d) != d or d < 1 for d in dims) or len(set(dims)) != len(dims):
@@ -362,6 +367,9 @@ def fit(
             model = SentenceTransformer(base.path, local_files_only=True)
         except Exception as exc:
             raise TrainingError(f"cannot load base model {base.short} from {base.path}: {exc}") from None
+    model_max_length = model.max_seq_length
+    if cfg.max_seq_length:
+        model.max_seq_length = min(cfg.max_seq_length, model_max_length)
     columns = list(ds.column_names)
     args = SentenceTransformerTrainingArguments(
         output_dir=str(ckpt_dir),
@@ -418,6 +426,7 @@ def fit(
             f"GradCache loss) or a smaller batch ({exc.__class__.__name__})"
         ) from None
     seconds = time.perf_counter() - started
+    model.max_seq_length = model_max_length
     if trainer.is_world_process_zero():
         trainer.save_model(str(final_dir))
     state = trainer.state
