@@ -66,12 +66,19 @@ def main() -> None:
     corpus_dir.mkdir(parents=True, exist_ok=True)
     with (corpus_dir / CORPUS_FILE).open("w", encoding="utf-8") as fh:
         for curid, doc in sorted(positives.items()):
-            fh.write(json.dumps({"_id": curid, "title": doc["title"], "text": doc["text"]}, ensure_ascii=False) + "\n")
+            fh.write(
+                json.dumps({"_id": curid, "title": doc["title"], "text": doc["text"]}, ensure_ascii=False)
+                + "\n"
+            )
         for curid, title, lead in distractors:
             fh.write(json.dumps({"_id": curid, "title": title, "text": lead}, ensure_ascii=False) + "\n")
     with (args.out / "queries.jsonl").open("w", encoding="utf-8") as fh:
         for r in kept:
-            row = {"query_id": r["query_id"], "query": r["query"], "doc_id": f"{CORPUS_FILE}#{r['positive_curid']}"}
+            row = {
+                "query_id": r["query_id"],
+                "query": r["query"],
+                "doc_id": f"{CORPUS_FILE}#{r['positive_curid']}",
+            }
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
     def sha(p: Path) -> str:

@@ -314,7 +314,9 @@ def test_max_seq_length_truncates_training_only(tiny_kret, tiny_st, tmp_path):
     cfg = FitConfig(batch_size=4, max_steps=1, lr=5e-3, max_seq_length=8, torch_threads=1)
     final, _ = fit(tiny_kret.resolve_model(), rows, cfg, run_dir=tmp_path / "run", prompts={}, model=model)
     assert widths and max(widths) <= 8
-    assert own_limit > 8 and SentenceTransformer(str(final), local_files_only=True).max_seq_length == own_limit
+    assert (
+        own_limit > 8 and SentenceTransformer(str(final), local_files_only=True).max_seq_length == own_limit
+    )
 
 
 def test_fit_config_validation():
