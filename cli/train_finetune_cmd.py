@@ -151,6 +151,13 @@ def mining_table(stats: dict[str, int], n: int) -> Table:
 )
 @click.option("--lr", type=float, default=1e-5, show_default=True)
 @click.option(
+    "--temperature",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.01,
+    show_default=True,
+    help="InfoNCE temperature (MNRL scale = 1/T); e5 was trained at 0.01, sentence-transformers defaults to 0.05.",
+)
+@click.option(
     "--max-seq-length",
     type=click.IntRange(8),
     help="Truncate training texts to N tokens (a CPU budget; the saved model keeps its own limit).",
@@ -194,6 +201,7 @@ def finetune_cmd(
     batch_size,
     mini_batch_size,
     lr,
+    temperature,
     max_seq_length,
     epochs,
     max_steps,
@@ -227,6 +235,7 @@ def finetune_cmd(
         batch_size=batch_size,
         mini_batch_size=mini_batch_size,
         lr=lr,
+        temperature=temperature,
         max_seq_length=max_seq_length,
         epochs=epochs,
         max_steps=max_steps,

@@ -174,6 +174,13 @@ def pair_table(info: dict[str, Any]) -> Table:
     help="Peak learning rate (linear warm-up, then linear decay).",
 )
 @click.option(
+    "--temperature",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.01,
+    show_default=True,
+    help="InfoNCE temperature (MNRL scale = 1/T); e5 was trained at 0.01, sentence-transformers defaults to 0.05.",
+)
+@click.option(
     "--epochs",
     default=1.0,
     show_default=True,
@@ -257,6 +264,7 @@ def pretrain_cmd(
     batch_size: int,
     mini_batch_size: int | None,
     lr: float,
+    temperature: float,
     epochs: float,
     max_steps: int | None,
     warmup_ratio: float,
@@ -312,6 +320,7 @@ def pretrain_cmd(
         batch_size=batch_size,
         mini_batch_size=mini_batch_size,
         lr=lr,
+        temperature=temperature,
         epochs=epochs,
         max_steps=max_steps,
         warmup_ratio=warmup_ratio,

@@ -329,6 +329,7 @@ def test_fit_config_validation():
         FitConfig(lr=0),
         FitConfig(warmup_ratio=1.0),
         FitConfig(max_seq_length=4),
+        FitConfig(temperature=0),
     ):
         with pytest.raises(UserInputError):
             bad.validate()

@@ -71,8 +71,10 @@ class FitConfig:
     resume: bool = False  # continue from the newest checkpoint in run_dir
     # optional extras
     matryoshka_weights: list[float] | None = None  # one per dim; None = all 1 (KaLM uses 1/.3/.2/.1/.1)
-    scale: float = 20.0  # MNRL inverse temperature (1/0.05, the e5 setting)
-    gist_temperature: float = 0.01
+    # InfoNCE temperature of both losses (MNRL's scale is its inverse). e5 was trained at 0.01, which is why its
+    # cosines sit in 0.7-1.0; sentence-transformers' default of 0.05 (scale 20) asks for margins that geometry
+    # does not have (bench/README.md, Trainer I, measures both).
+    temperature: float = 0.01
     weight_decay: float = 0.01
     logging_steps: int | None = (
         None  # None = about 100 loss points per run, at least every step for short runs
@@ -102,6 +104,8 @@ class FitConfig:
             raise UserInputError("warmup_ratio must be in [0, 1)")
         if self.loss not in LOSSES:
             raise UserInputError(f"unknown loss {self.loss!r}; expected one of {', '.join(LOSSES)}")
+        if not 0 < self.temperature <= 1:
+            raise UserInputError(f"temperature must be in (0, 1], got {self.temperature}")
         if self.save_steps < 1:
             raise UserInputError("save_steps must be >= 1")
         if self.max_seq_length is not None and self.max_seq_length < 8:
@@ -214,20 +218,22 @@ def _build_loss(model: Any, base: ModelInfo, cfg: FitConfig, batch_size: int, de
             inner = losses.CachedGISTEmbedLoss(
                 model,
                 guide,
-                temperature=cfg.gist_temperature,
+                temperature=cfg.temperature,
                 mini_batch_size=mini,
                 gather_across_devices=gather,
             )
         else:
             inner = losses.GISTEmbedLoss(
-                model, guide, temperature=cfg.gist_temperature, gather_across_devices=gather
+                model, guide, temperature=cfg.temperature, gather_across_devices=gather
             )
     elif mini:
         inner = losses.CachedMultipleNegativesRankingLoss(
-            model, scale=cfg.scale, mini_batch_size=mini, gather_across_devices=gather
+            model, scale=1 / cfg.temperature, mini_batch_size=mini, gather_across_devices=gather
         )
     else:
-        inner = losses.MultipleNegativesRankingLoss(model, scale=cfg.scale, gather_across_devices=gather)
+        inner = losses.MultipleNegativesRankingLoss(
+            model, scale=1 / cfg.temperature, gather_across_devices=gather
+        )
     if not cfg.matryoshka_dims:
         return inner
     dims = sorted(cfg.matryoshka_dims, reverse=True)
