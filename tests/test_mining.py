@@ -176,6 +176,20 @@ def test_queries_file_resolves_ids_paths_and_text(corpus, opened, tmp_path):
     assert stats.counts["kept"] == len(queries) == 4
     assert stats.file_sha256 and len({q.qid for q in queries}) == 4
 
+    # A document id may be given by its tail (file name, or JSONL row id) when exactly one document has it.
+    tail = ids["kq3"].rsplit("/", 1)[1]
+    tails = tmp_path / "tails.jsonl"
+    tails.write_text(
+        json.dumps({"query": "꼬리로", "doc_id": tail}, ensure_ascii=False)
+        + "\n"
+        + json.dumps({"query": "절대 경로로", "doc_id": "/" + ids["kq3"]}, ensure_ascii=False)
+        + "\n",
+        encoding="utf-8",
+    )
+    queries, stats = load_queries_file(tails, catalog)
+    assert [q.positive_doc_id for q in queries] == [ids["kq3"], ids["kq3"]]
+    assert stats.counts["by_doc_id_tail"] == 2
+
     tsv = tmp_path / "q.tsv"
     tsv.write_text(f"경로 질문\t{paths['kq4']}\n아이디 질문\t{ids['kq6']}\n", encoding="utf-8")
     queries, _ = load_queries_file(tsv, catalog)

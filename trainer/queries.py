@@ -48,6 +48,7 @@ __all__ = [
 SELF_SUPERVISED_KINDS = ("titles", "ict")
 QUERY_KEYS = ("query", "question", "anchor")
 ID_KEYS = ("positive_id", "doc_id")
+AMBIGUOUS = ("ambiguous_doc_id", "ambiguous_path")
 PATH_KEYS = ("path", "positive_path")
 TEXT_KEYS = ("positive", "pos", "passage")
 QID_KEYS = ("query_id", "qid", "id", "_id")
@@ -157,6 +158,24 @@ class CollectionCatalog:
             if cs[0].path:
                 self.by_path[cs[0].path].append(doc_id)
         self._doc_plain: dict[str, str] | None = None
+        self._by_id_tail: dict[str, list[str]] | None = None
+
+    def docs_with_id_tail(self, value: str) -> list[str]:
+        """Documents whose id ends with ``value`` at a ``/`` or ``#`` boundary.
+
+        Document ids carry the indexed path (``home/me/corpus/data.jsonl#3228``), but a user's query file
+        names a document the way they know it: the JSONL row id (``3228``), the file (``data.jsonl#3228``)
+        or an absolute path. Callers accept a tail only when exactly one document has it.
+        """
+        if self._by_id_tail is None:
+            tails: dict[str, list[str]] = defaultdict(list)
+            for doc_id in self.by_doc:
+                for pos, ch in enumerate(doc_id):
+                    if ch in "/#":
+                        tails[doc_id[pos + 1 :]].append(doc_id)
+            self._by_id_tail = tails
+        value = value.lstrip("/")
+        return [value] if value in self.by_doc else list(self._by_id_tail.get(value, ()))
 
     @classmethod
     def from_store(cls, store: Any) -> CollectionCatalog:
@@ -421,7 +440,8 @@ def load_queries_file(
     """Read a JSONL or TSV file of query -> positive and resolve each positive in the collection.
 
     JSONL rows: ``query`` (or ``question``/``anchor``), optional ``query_id``, and one positive:
-    ``positive_id``/``doc_id`` (a document id of the collection), ``path`` (a file path as indexed), or
+    ``positive_id``/``doc_id`` (a document id of the collection, or its tail: the JSONL row id or
+    ``file.jsonl#row``, when only one document has it), ``path`` (a file path as indexed), or
     ``positive``/``pos``/``passage`` (text). TSV: ``query<TAB>positive`` where the positive is tried as a
     document id, then a path, then text; or a header line naming the columns with the JSONL keys.
 
@@ -477,8 +497,12 @@ def load_queries_file(
             candidates += [("doc_id", raw.guess), ("path", raw.guess), ("text", raw.guess)]
         for kind, value in candidates:
             assert value is not None
-            if kind == "doc_id" and value in catalog.by_doc:
-                doc_id, how = value, "by_doc_id"
+            if kind == "doc_id":
+                docs = [value] if value in catalog.by_doc else catalog.docs_with_id_tail(value)
+                if len(docs) == 1:
+                    doc_id, how = docs[0], "by_doc_id" if docs[0] == value else "by_doc_id_tail"
+                elif docs:
+                    how = "ambiguous_doc_id"
             elif kind == "path":
                 docs = catalog.by_path.get(value) or catalog.by_path.get(_abspath(value))
                 if docs and len(docs) == 1:
@@ -494,7 +518,7 @@ def load_queries_file(
                     doc_id, how = doc_by_text[norm][0], "by_text_exact_document"
                 elif norm:
                     how = "pending_dense"
-            if doc_id is not None or how == "ambiguous_path":
+            if doc_id is not None or how in AMBIGUOUS:
                 break
         if how == "pending_dense":
             pending_dense.append((len(resolved), raw, raw.text if raw.text is not None else raw.guess or ""))
@@ -516,7 +540,7 @@ def load_queries_file(
     used_qids: Counter[str] = Counter()
     for raw, doc_id, chunk_id, how in resolved:
         if doc_id is None:
-            stats.add("dropped_ambiguous_path" if how == "ambiguous_path" else "positive_not_found")
+            stats.add(f"dropped_{how}" if how in AMBIGUOUS else "positive_not_found")
             continue
         key = (normalize_text(raw.query), doc_id)
         if key in seen:
