@@ -518,8 +518,8 @@ def load_queries_file(
                     doc_id, how = doc_by_text[norm][0], "by_text_exact_document"
                 elif norm:
                     how = "pending_dense"
-            if doc_id is not None or how in AMBIGUOUS:
-                break
+            if doc_id is not None or (how in AMBIGUOUS and len(candidates) == 1):
+                break  # an untyped TSV positive that is ambiguous as an id may still be a path or text
         if how == "pending_dense":
             pending_dense.append((len(resolved), raw, raw.text if raw.text is not None else raw.guess or ""))
         resolved.append((raw, doc_id, chunk_id, how))
