@@ -40,7 +40,8 @@ class BeirDataset:
     corpus: dict[str, tuple[str, str]]
     queries: dict[str, str]
     qrels: dict[str, dict[str, int]]
-    data_hash: str
+    data_hash: str  # corpus + queries + the split's qrels: names exactly what a report measured
+    corpus_hash: str  # corpus only: all an index depends on, so new queries or qrels reuse it
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -90,6 +91,7 @@ def load_beir(folder: Path, split: str = "test") -> BeirDataset:
         corpus[doc_id] = (title, text)
     if not corpus:
         raise DatasetError(f"{corpus_path}: no documents")
+    corpus_hash = hasher.copy().hexdigest()[:_HASH_CHARS]
 
     all_queries: dict[str, str] = {}
     for line_no, row in _read_jsonl(queries_path, hasher):
@@ -140,6 +142,7 @@ def load_beir(folder: Path, split: str = "test") -> BeirDataset:
         queries=queries,
         qrels=qrels,
         data_hash=hasher.hexdigest()[:_HASH_CHARS],
+        corpus_hash=corpus_hash,
         warnings=warnings,
     )
 

@@ -64,6 +64,7 @@ class DatasetInfo(BaseModel):
     hash: str
     n_queries: int
     n_docs: int
+    corpus_hash: str | None = None  # absent in reports written before it existed
 
     @classmethod
     def from_beir(cls, dataset: BeirDataset) -> DatasetInfo:
@@ -72,6 +73,7 @@ class DatasetInfo(BaseModel):
             path=str(dataset.path),
             split=dataset.split,
             hash=dataset.data_hash,
+            corpus_hash=dataset.corpus_hash,
             n_queries=dataset.n_queries,
             n_docs=dataset.n_docs,
         )

@@ -26,8 +26,9 @@ ProgressFn = Callable[..., None]
 
 
 def eval_collection_name(dataset: BeirDataset, fingerprint: str, chunk_tokens: int | None) -> str:
+    """Keyed by what the index depends on (corpus, model, chunking), not by queries or qrels."""
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", dataset.name).strip("-")[:40] or "dataset"
-    return f"eval-{slug}-{dataset.data_hash[:8]}-{fingerprint[:8]}-c{chunk_tokens or 'auto'}"
+    return f"eval-{slug}-{dataset.corpus_hash[:8]}-{fingerprint[:8]}-c{chunk_tokens or 'auto'}"
 
 
 def evaluate_dataset(

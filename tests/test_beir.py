@@ -131,3 +131,8 @@ def test_hash_changes_with_content(tmp_path: Path):
     b = load_beir(_write(tmp_path / "b", qrels="q1\td1\t1\nq1\td2\t1\nq2\td3\t1\n"))
     assert a.data_hash != b.data_hash
     assert load_beir(_write(tmp_path / "c")).data_hash == a.data_hash
+    # The index depends on the corpus only: other qrels keep the corpus hash (and the eval collection).
+    assert a.corpus_hash == b.corpus_hash and len(a.corpus_hash) == 16
+    from kret.evaluators.runner import eval_collection_name
+
+    assert eval_collection_name(a, "f" * 64, None) == f"eval-a-{a.corpus_hash[:8]}-ffffffff-cauto"

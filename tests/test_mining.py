@@ -392,3 +392,23 @@ def test_bad_parameters_are_user_errors(opened, train_queries):
     ):
         with pytest.raises(UserInputError):
             _mine(opened, train_queries[:2], **kw)
+
+
+def test_heldout_dataset_groups_a_query_with_several_positives(opened, tmp_path):
+    """One held-out query text = one evaluated query with all its known positives as qrels."""
+    from kret.evaluators.beir import load_beir
+    from kret.trainer.gate import write_heldout_beir
+    from kret.trainer.queries import TrainQuery
+
+    _, catalog = opened
+    d1, d2, d3, d4 = catalog.doc_ids[:4]
+    held = [
+        TrainQuery("같은 질문", d1, None, "file", "q1"),
+        TrainQuery("같은  질문", d2, None, "file", "q1~2"),  # same text after normalisation
+        TrainQuery("다른 질문", d4, None, "file", "q2"),
+    ]
+    sibling = TrainQuery("같은 질문", d3, None, "file", "q1~3")  # positive outside the held-out documents
+    ds = load_beir(write_heldout_beir(catalog, held, tmp_path / "h", also_relevant=[*held, sibling]))
+    assert ds.queries == {"q1": "같은 질문", "q2": "다른 질문"}
+    assert ds.qrels == {"q1": {d1: 1, d2: 1, d3: 1}, "q2": {d4: 1}}
+    assert ds.n_docs == len(catalog.doc_ids)

@@ -182,6 +182,7 @@ def finetune(
             run_dir / "mined.jsonl",
         )
         state_path = run_dir / "queries.meta.json"
+        heldout_path = run_dir / "heldout"  # BEIR folder, written with the split so a resume reuses it
         if cfg.resume and mined_path.is_file() and q_path.is_file() and state_path.is_file():
             note(f"resuming: re-using the split and mined set saved in {run_dir}")
             train_q, heldout = _load_queries(q_path), _load_queries(h_path)
@@ -218,6 +219,8 @@ def finetune(
             if main:
                 _save_queries(q_path, train_q)
                 _save_queries(h_path, heldout)
+                if heldout:
+                    write_heldout_beir(catalog, heldout, heldout_path, also_relevant=queries)
             note(f"queries: {_counts(stats)}; {len(train_q)} train, {len(heldout)} held out")
             opts = SearchOptions.from_settings(kr.settings, k=range_max, mode=mode)
             mined = mine_negatives(
@@ -240,7 +243,9 @@ def finetune(
                 state_path.write_text(json.dumps(qstats, ensure_ascii=False, indent=2), encoding="utf-8")
         heldout_dir = None
         if heldout and main:
-            heldout_dir = write_heldout_beir(catalog, heldout, run_dir / "heldout")
+            if not (heldout_path / "qrels" / "test.tsv").is_file():  # a run resumed from an older layout
+                write_heldout_beir(catalog, heldout, heldout_path)
+            heldout_dir = heldout_path
     finally:
         searcher.collection.close()
 

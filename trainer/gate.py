@@ -23,7 +23,7 @@ from kret.engine.models import ModelInfo
 from kret.errors import UserInputError
 from kret.evaluators.report import VERDICT_A, Comparison, EvalReport, compare_reports
 
-from .queries import CollectionCatalog, TrainQuery
+from .queries import CollectionCatalog, TrainQuery, normalize_text
 
 __all__ = ["GateDecision", "check_metric", "decide", "gate", "write_heldout_beir"]
 
@@ -87,12 +87,30 @@ class GateDecision:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def write_heldout_beir(catalog: CollectionCatalog, heldout: Sequence[TrainQuery], folder: Path) -> Path:
+def write_heldout_beir(
+    catalog: CollectionCatalog,
+    heldout: Sequence[TrainQuery],
+    folder: Path,
+    *,
+    also_relevant: Sequence[TrainQuery] = (),
+) -> Path:
     """Write corpus (every document of the collection, rebuilt from its chunks), queries and qrels.
 
     The whole collection is the corpus, so the held-out score is the user's retrieval problem with all its
-    distractors, not a toy subset.
+    distractors, not a toy subset. Held-out rows with the same query text are one query whose qrels are all
+    their positives, plus the positives of any ``also_relevant`` row with that text (a query with several
+    positive documents): scoring each positive as a separate query would count its siblings as misses.
     """
+    groups: dict[str, tuple[str, str, set[str]]] = {}
+    for q in heldout:
+        key = normalize_text(q.query)
+        if key not in groups:
+            groups[key] = (q.qid, q.query, set())
+        groups[key][2].add(q.positive_doc_id or "")
+    for q in also_relevant:
+        key = normalize_text(q.query)
+        if key in groups and q.positive_doc_id:
+            groups[key][2].add(q.positive_doc_id)
     folder = Path(folder)
     (folder / "qrels").mkdir(parents=True, exist_ok=True)
     with (folder / "corpus.jsonl").open("w", encoding="utf-8") as fh:
@@ -100,12 +118,13 @@ def write_heldout_beir(catalog: CollectionCatalog, heldout: Sequence[TrainQuery]
             row = {"_id": doc_id, "title": catalog.doc_title(doc_id), "text": catalog.doc_text(doc_id)}
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     with (folder / "queries.jsonl").open("w", encoding="utf-8") as fh:
-        for q in heldout:
-            fh.write(json.dumps({"_id": q.qid, "text": q.query}, ensure_ascii=False) + "\n")
+        for qid, text, _ in groups.values():
+            fh.write(json.dumps({"_id": qid, "text": text}, ensure_ascii=False) + "\n")
     with (folder / "qrels" / "test.tsv").open("w", encoding="utf-8") as fh:
         fh.write("query-id\tcorpus-id\tscore\n")
-        for q in heldout:
-            fh.write(f"{q.qid}\t{q.positive_doc_id}\t1\n")
+        for qid, _, docs in groups.values():
+            for doc_id in sorted(docs):
+                fh.write(f"{qid}\t{doc_id}\t1\n")
     return folder
 
 
