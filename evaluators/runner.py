@@ -52,7 +52,9 @@ def evaluate_dataset(
     corpus = Path(dataset_path) / "corpus.jsonl"
 
     t0 = time.perf_counter()
-    summary = kr.index([corpus], collection=name, model=info.source or info.path, progress=progress)
+    summary = kr.index(
+        [corpus], collection=name, model=info.source or info.path, mirror=True, progress=progress
+    )
     index_s = time.perf_counter() - t0
     if summary.interrupted:
         raise KeyboardInterrupt

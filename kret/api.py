@@ -133,9 +133,16 @@ class Kret:
         collection: str | None = None,
         model: str | None = None,
         prune: bool = False,
+        mirror: bool = False,
         progress: ProgressFn | None = None,
     ) -> IndexSummary:
-        """Index files and folders incrementally: unchanged documents are skipped by content hash."""
+        """Index files and folders incrementally: unchanged documents are skipped by content hash.
+
+        ``prune`` removes documents whose files are gone from the given folders. ``mirror`` makes the
+        collection hold exactly what ``paths`` contain, removing every other document (skipped when a file
+        failed to load, so a read error never empties a collection): the evaluator uses it, because document
+        ids carry the file's location and a moved dataset would otherwise be indexed twice.
+        """
         started = time.perf_counter()
         name = collection or self.settings.collection
         files = discover([Path(p) for p in paths])
@@ -150,7 +157,7 @@ class Kret:
                 raise
         summary = IndexSummary(collection=name, model=info.short)
         try:
-            self._index_into(coll, info, files, prune, summary, progress)
+            self._index_into(coll, info, files, prune, mirror, summary, progress)
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
@@ -158,7 +165,7 @@ class Kret:
         summary.seconds = time.perf_counter() - started
         return summary
 
-    def _index_into(self, coll, info, files, prune, summary: IndexSummary, progress) -> None:
+    def _index_into(self, coll, info, files, prune, mirror, summary: IndexSummary, progress) -> None:
         emb = self.embedder(info)
         docs: dict[str, Document] = {}
         if progress:
@@ -188,7 +195,9 @@ class Kret:
             else:
                 summary.unchanged += 1
         gone: list[str] = []
-        if prune:
+        if mirror and not summary.failed:
+            gone = [doc_id for doc_id in states if doc_id not in docs]
+        elif prune:
             roots = sorted({str(r.resolve()) for _, r in files})
             for doc_id, st in states.items():
                 if doc_id not in docs and any(

@@ -113,3 +113,17 @@ def test_eval_bad_input_is_one_line(tiny_model_dir, home, tmp_path):
     (bad / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n", encoding="utf-8")
     r = _kret("eval", str(bad), env=env)
     assert r.returncode == 2 and "corpus.jsonl line 2" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_moved_dataset_is_indexed_once(tiny_beir, tiny_kret, tmp_path):
+    """Document ids carry the file's location: the eval collection must mirror the corpus, not accumulate."""
+    import shutil
+
+    from kret.evaluators.runner import evaluate_dataset
+
+    first = evaluate_dataset(tiny_kret, tiny_beir, mode="sparse", ks=(1, 10))
+    moved = shutil.copytree(tiny_beir, tmp_path / "elsewhere" / tiny_beir.name)
+    second = evaluate_dataset(tiny_kret, moved, mode="sparse", ks=(1, 10))
+    assert second.timings["docs_embedded"] == 30  # new ids, so embedded again ...
+    assert second.timings["n_chunks"] == first.timings["n_chunks"]  # ... but the old copy is gone
+    assert second.metrics["ndcg@10"].mean == pytest.approx(first.metrics["ndcg@10"].mean)
