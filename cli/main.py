@@ -196,6 +196,9 @@ def collections_list(ctx, as_json) -> None:
     for col in ("name", "version", "documents", "chunks", "model"):
         table.add_column(col)
     for i in infos:
+        if i.get("in_use"):
+            table.add_row(i["name"], str(i["version"]), "-", "-", "(in use by another kret process)")
+            continue
         table.add_row(
             i["name"],
             i["version"],

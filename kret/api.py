@@ -381,9 +381,19 @@ class Kret:
 
     # collections ----------------------------------------------------------------------------------------
     def collections(self) -> list[dict[str, Any]]:
+        """Every collection's info; one held open by another process is listed with ``in_use`` only.
+
+        Listing must not fail because an index or eval run is busy with one collection (Edge allows one
+        process per index).
+        """
+        from kret.errors import IndexInUseError
+
         out = []
         for name in self.backend.list_collections():
-            out.append(self.collection_info(name))
+            try:
+                out.append(self.collection_info(name))
+            except IndexInUseError:
+                out.append({"name": name, "version": self.backend.live_version(name), "in_use": True})
         return out
 
     def collection_info(self, name: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@ model mismatch, filters."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -159,10 +160,20 @@ def test_other_process_gets_index_in_use(tiny_kret, docs):
             text=True,
             timeout=300,
         )
+        listed = subprocess.run(
+            [sys.executable, "-m", "kret.cli.main", "collections", "list", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         searcher.collection.close()
     assert r.returncode == 6
     assert "in use by another kret process" in r.stderr and "Traceback" not in r.stderr
+    # listing does not fail on a busy collection: it says so
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == [{"name": "default", "version": "v0001", "in_use": True}]
 
 
 def test_model_mismatch_is_refused(tiny_kret, tiny_model_dir, tmp_path, docs):
