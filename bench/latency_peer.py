@@ -1,7 +1,7 @@
 """Search latency of kret's three modes on a ≥20k-chunk collection, against the pipeline a user might build
 instead: LangChain's ``QdrantVectorStore`` over qdrant-client local mode with the same model.
 
-    python bench/latency_peer.py --collection eval-korquad-dev-hard-35e9ba11-df7b7ed3-cauto \
+    python bench/latency_peer.py --collection eval-korquad-dev-hard-a8de650c-df7b7ed3-cauto \
         --queries ../shared/data/bench/korquad-dev-hard/queries.jsonl --n 200
 
 Same queries, one at a time, top 10, in one run. The peer gets the very vectors kret stored (no second
