@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 
+import click
+
 from kret.cli.main import CONTEXT, cli
 
 
@@ -16,6 +18,15 @@ def train() -> None:
       kret train finetune --mine-negatives -c docs --queries q.jsonl   # hard negatives mined from your index
     """
 
+
+# Shared by both trainers: the loss temperature must match the base model's, whichever command trains it.
+temperature_option = click.option(
+    "--temperature",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.01,
+    show_default=True,
+    help="InfoNCE temperature (MNRL scale = 1/T); e5 was trained at 0.01, sentence-transformers defaults to 0.05.",
+)
 
 for _mod in ("kret.cli.train_pretrain_cmd", "kret.cli.train_finetune_cmd"):
     try:

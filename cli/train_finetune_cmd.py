@@ -15,7 +15,7 @@ from rich.table import Table
 
 from kret.cli.common import ProgressView, console, get_kret, out, print_json
 from kret.cli.main import CONTEXT
-from kret.cli.train_cmd import train
+from kret.cli.train_cmd import temperature_option, train
 from kret.errors import UserInputError
 
 
@@ -150,13 +150,7 @@ def mining_table(stats: dict[str, int], n: int) -> Table:
     "--mini-batch-size", type=click.IntRange(1), help="Cached (GradCache) loss with this mini-batch."
 )
 @click.option("--lr", type=float, default=1e-5, show_default=True)
-@click.option(
-    "--temperature",
-    type=click.FloatRange(0, 1, min_open=True),
-    default=0.01,
-    show_default=True,
-    help="InfoNCE temperature (MNRL scale = 1/T); e5 was trained at 0.01, sentence-transformers defaults to 0.05.",
-)
+@temperature_option
 @click.option(
     "--max-seq-length",
     type=click.IntRange(8),

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from kret.cli.common import ProgressView, console, get_kret, print_json
 from kret.cli.main import CONTEXT
-from kret.cli.train_cmd import train
+from kret.cli.train_cmd import temperature_option, train
 from kret.errors import UserInputError
 
 
@@ -173,13 +173,7 @@ def pair_table(info: dict[str, Any]) -> Table:
     type=float,
     help="Peak learning rate (linear warm-up, then linear decay).",
 )
-@click.option(
-    "--temperature",
-    type=click.FloatRange(0, 1, min_open=True),
-    default=0.01,
-    show_default=True,
-    help="InfoNCE temperature (MNRL scale = 1/T); e5 was trained at 0.01, sentence-transformers defaults to 0.05.",
-)
+@temperature_option
 @click.option(
     "--epochs",
     default=1.0,
