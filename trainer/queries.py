@@ -498,7 +498,7 @@ def load_queries_file(
         for kind, value in candidates:
             assert value is not None
             if kind == "doc_id":
-                docs = [value] if value in catalog.by_doc else catalog.docs_with_id_tail(value)
+                docs = catalog.docs_with_id_tail(value)  # an exact id first, then a unique tail
                 if len(docs) == 1:
                     doc_id, how = docs[0], "by_doc_id" if docs[0] == value else "by_doc_id_tail"
                 elif docs:
