@@ -99,11 +99,14 @@ class ProgressView:
 
 
 class IndexProgress(ProgressView):
-    """Indexing: files read, then documents and chunks embedded (with chunks/s)."""
+    """Indexing: files read, then documents written, with the chunks and (unpadded) tokens embedded per
+    second. Chunks are embedded sorted by length, so a document is counted when its last chunk is done;
+    the chunk and token rates move with every batch."""
 
     def __init__(self, enabled: bool = True) -> None:
         super().__init__(enabled)
         self.chunks = 0
+        self.tokens = 0
         self.started: float | None = None
 
     def __call__(
@@ -113,6 +116,7 @@ class IndexProgress(ProgressView):
         advance: int = 0,
         chunks: int = 0,
         note: str | None = None,
+        tokens: int = 0,
         **_: Any,
     ) -> None:
         import time
@@ -134,8 +138,11 @@ class IndexProgress(ProgressView):
         if total is not None:
             self.progress.update(task, total=total)
         self.chunks += chunks
+        self.tokens += tokens
         extra = ""
         if stage == "embed" and self.started is not None:
-            rate = self.chunks / max(time.perf_counter() - self.started, 1e-9)
-            extra = f"{self.chunks} chunks, {rate:.1f} chunks/s"
+            elapsed = max(time.perf_counter() - self.started, 1e-9)
+            extra = f"{self.chunks} chunks, {self.chunks / elapsed:.1f} chunks/s"
+            if self.tokens:
+                extra += f", {self.tokens / elapsed:,.0f} tokens/s"
         self.progress.update(task, advance=advance, extra=extra)

@@ -21,6 +21,8 @@ from kret.engine.store import (
     INTEGER_INDEXES,
     KEYWORD_INDEXES,
     MANIFEST_ID,
+    PART_KIND,
+    PENDING_KIND,
     SPARSE,
     Backend,
     Condition,
@@ -33,6 +35,7 @@ from kret.engine.store import (
     branch_plan,
     manifest_point,
     marker_point,
+    state_point,
 )
 from kret.engine.types import SparseVec, StoredPoint
 from kret.errors import CollectionNotFoundError, IndexInUseError, StoreError, UserInputError
@@ -197,6 +200,29 @@ class EdgeStore(Store):
             self._update(
                 q.UpdateOperation.delete_points_by_filter(self._filter([Condition("doc_id", list(doc_ids))]))
             )
+
+    def pending_documents(self) -> dict[str, DocState]:
+        out: dict[str, DocState] = {}
+        for rec in self._scroll([Condition("kind", PENDING_KIND)], with_vectors=False, batch=2048):
+            pl = rec.payload or {}
+            out[pl["doc_id"]] = DocState(
+                pl["doc_id"],
+                pl.get("doc_hash", ""),
+                pl.get("path", ""),
+                pl.get("n_chunks", 0),
+                pl.get("lex_len", 0),
+            )
+        return out
+
+    def write_part(self, state: DocState, points: Sequence[StoredPoint]) -> None:
+        # One operation: a part is there with its pending marker, or not at all.
+        self._upsert([*points, state_point(state, PENDING_KIND)])
+
+    def commit_parts(self, state: DocState) -> None:
+        q = _edge()
+        parts = self._filter([Condition("doc_id", state.doc_id), Condition("kind", PART_KIND)])
+        self._update(q.UpdateOperation.set_payload_by_filter(parts, {"kind": "chunk"}))
+        self._upsert([state_point(state, "doc")])
 
     # reading --------------------------------------------------------------------------------------
     def _scroll(self, conditions: Sequence[Condition], *, with_vectors: bool, batch: int) -> Iterator[Any]:

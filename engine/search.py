@@ -91,11 +91,16 @@ class Searcher:
 
     # filters ----------------------------------------------------------------------------------------
     def _conditions(self, flt: SearchFilter | None) -> tuple[list[Condition], bool]:
-        """Qdrant conditions for a filter, and whether exact search is needed (a key without an index)."""
+        """Qdrant conditions for a filter, and whether exact search is needed (a key without an index).
+
+        Always includes ``kind="chunk"``: the parts of a large document still being written carry vectors
+        but another kind (engine/ingest.py), and must stay invisible until the document is complete.
+        """
+        live = Condition("kind", "chunk")
         if flt is None or flt.is_empty():
-            return [], False
+            return [live], False
         store = self.collection.store
-        conds: list[Condition] = []
+        conds: list[Condition] = [live]
         exact = False
         if flt.path_prefix or flt.path_glob:
             paths = [str(p) for p in store.distinct_values("path")]

@@ -26,6 +26,8 @@ from kret.engine.store import (
     INTEGER_INDEXES,
     KEYWORD_INDEXES,
     MANIFEST_ID,
+    PART_KIND,
+    PENDING_KIND,
     SPARSE,
     Backend,
     Condition,
@@ -38,6 +40,7 @@ from kret.engine.store import (
     branch_plan,
     manifest_point,
     marker_point,
+    state_point,
 )
 from kret.engine.types import SparseVec, StoredPoint
 from kret.errors import CollectionNotFoundError, KretError, StoreError, UserInputError
@@ -359,6 +362,31 @@ class ServerStore(Store):
 
         selector = models.FilterSelector(filter=self._filter([Condition("doc_id", list(doc_ids))]))
         self._call(lambda c: c.delete(self.collection, points_selector=selector, wait=True))
+
+    def pending_documents(self) -> dict[str, DocState]:
+        out: dict[str, DocState] = {}
+        for rec in self._scroll([Condition("kind", PENDING_KIND)], with_vectors=False, batch=2048):
+            state = _doc_state(rec.payload or {})
+            out[state.doc_id] = state
+        return out
+
+    def write_part(self, state: DocState, points: Sequence[StoredPoint]) -> None:
+        # Several requests for a big part, the pending marker last: a part cut short is redone on resume
+        # (point ids are deterministic, so the redo overwrites what had landed).
+        self._upsert([*points, state_point(state, PENDING_KIND)])
+
+    def commit_parts(self, state: DocState) -> None:
+        from qdrant_client import models
+
+        parts = self._filter([Condition("doc_id", state.doc_id), Condition("kind", PART_KIND)])
+        ops = [
+            models.SetPayloadOperation(
+                set_payload=models.SetPayload(payload={"kind": "chunk"}, filter=parts)
+            ),
+            models.UpsertOperation(upsert=models.PointsList(points=[self._point(state_point(state, "doc"))])),
+        ]
+        # One request, applied in order: the chunks go live, then the marker says the document is complete.
+        self._call(lambda c: c.batch_update_points(self.collection, update_operations=ops, wait=True))
 
     # reading --------------------------------------------------------------------------------------
     def _scroll(self, conditions: Sequence[Condition], *, with_vectors: bool, batch: int) -> Iterator[Any]:

@@ -20,6 +20,8 @@ from kret.indexer.document import KRET_NAMESPACE, doc_point_id
 
 DENSE = "dense"
 SPARSE = "lex"
+PART_KIND = "part"  # a committed part of a large document not yet complete: never returned by search
+PENDING_KIND = "pending"  # the marker of such a document
 MANIFEST_ID = str(__import__("uuid").uuid5(KRET_NAMESPACE, "manifest"))
 
 # Payload keys kret writes on every chunk; anything else a user filters on lives under ``meta.``.
@@ -103,6 +105,21 @@ def marker_point(write: DocumentWrite) -> StoredPoint:
     return StoredPoint(id=doc_point_id(write.doc_id), dense=None, sparse=None, payload=payload)
 
 
+def state_point(state: DocState, kind: str) -> StoredPoint:
+    """A document's marker from its state: ``kind="doc"`` (complete) or ``kind="pending"`` (a large document
+    being written in parts; ``n_chunks`` then counts the chunks committed so far). Both use the document
+    marker's id, so the final marker simply overwrites the pending one."""
+    payload = {
+        "kind": kind,
+        "doc_id": state.doc_id,
+        "doc_hash": state.doc_hash,
+        "path": state.path,
+        "n_chunks": state.n_chunks,
+        "lex_len": state.lex_len,
+    }
+    return StoredPoint(id=doc_point_id(state.doc_id), dense=None, sparse=None, payload=payload)
+
+
 def manifest_point(manifest: dict[str, Any]) -> StoredPoint:
     payload = {"kind": "manifest", "data": json.dumps(manifest, ensure_ascii=False, sort_keys=True)}
     return StoredPoint(id=MANIFEST_ID, dense=None, sparse=None, payload=payload)
@@ -156,6 +173,21 @@ class Store(ABC):
 
     @abstractmethod
     def delete_documents(self, doc_ids: Sequence[str]) -> None: ...
+
+    # Large documents in parts (see engine/ingest.py): part points carry ``kind="part"``, which search
+    # excludes; the pending marker records how far the document got, so a later run resumes there.
+    def pending_documents(self) -> dict[str, DocState]:
+        """Large documents partly written: ``n_chunks`` and ``lex_len`` count their committed parts."""
+        raise NotImplementedError
+
+    def write_part(self, state: DocState, points: Sequence[StoredPoint]) -> None:
+        """Upsert one part's points (``kind="part"``) and then the pending marker ``state``."""
+        raise NotImplementedError
+
+    def commit_parts(self, state: DocState) -> None:
+        """Turn the document's parts into live chunks, then write its final marker (``state``): the
+        document becomes visible to search whole, and complete for the next run."""
+        raise NotImplementedError
 
     @abstractmethod
     def query(self, spec: QuerySpec) -> list[RawHit]: ...

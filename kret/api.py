@@ -185,6 +185,8 @@ class Kret:
         if not files:
             summary.warnings.append("no supported files found (txt, md, html, pdf, docx, hwp, hwpx, jsonl)")
         states = coll.store.doc_states()
+        # Large documents an interrupted run left in parts: resumed below, or pruned with their files.
+        pending = coll.store.pending_documents()
         todo = []
         for doc_id, d in docs.items():
             old = states.get(doc_id)
@@ -196,10 +198,10 @@ class Kret:
                 summary.unchanged += 1
         gone: list[str] = []
         if mirror and not summary.failed:
-            gone = [doc_id for doc_id in states if doc_id not in docs]
+            gone = [doc_id for doc_id in {**pending, **states} if doc_id not in docs]
         elif prune:
             roots = sorted({str(r.resolve()) for _, r in files})
-            for doc_id, st in states.items():
+            for doc_id, st in {**pending, **states}.items():
                 if doc_id not in docs and any(
                     st.path.startswith(r.rstrip("/") + "/") or st.path == r for r in roots
                 ):
@@ -212,7 +214,8 @@ class Kret:
             emb,
             self.encoder_for(coll.manifest),
             self.chunker_for(emb, coll.manifest),
-            batch_chunks=self.settings.embed_batch_size * 4,
+            batch_tokens=self.settings.embed_batch_tokens,
+            part_chars=self.settings.large_doc_chars,
         )
         try:
             summary.chunks = ingestor.write([d for d, _ in todo], states, progress=progress)
@@ -222,6 +225,14 @@ class Kret:
             for doc_id, kind in kinds.items():
                 if doc_id in done and done[doc_id].doc_hash == docs[doc_id].content_hash:
                     setattr(summary, kind, getattr(summary, kind) + 1)
+            missed = {d for d in kinds if d not in done or done[d].doc_hash != docs[d].content_hash}
+            if missed:
+                for doc_id, st in coll.store.pending_documents().items():
+                    if doc_id in missed and st.doc_hash == docs[doc_id].content_hash and st.n_chunks:
+                        summary.warnings.append(
+                            f"{st.path}: large document stopped after {st.n_chunks} chunks; they are kept "
+                            "(not searchable yet) and the next `kret index` resumes there"
+                        )
         if gone:
             coll.store.delete_documents(gone)
             summary.deleted = len(gone)
@@ -246,9 +257,8 @@ class Kret:
         switch (a pointer swap on Edge, an alias swap on a server); the old version stays until ``gc``.
         Pass ``reader`` when this process already holds the collection open (Edge allows one opener).
         """
-        from kret.engine.store import DocumentWrite
+        from kret.engine.ingest import reembed
         from kret.engine.types import StoredPoint
-        from kret.indexer.document import Chunk
 
         name = collection or self.settings.collection
         started = time.perf_counter()
@@ -281,48 +291,9 @@ class Kret:
                 by_doc.setdefault(p.payload["doc_id"], []).append(p)
             if progress:
                 progress(stage="embed", total=len(by_doc))
-            doc_ids = sorted(by_doc)
-            batch = max(self.settings.embed_batch_size * 4, 16)
-            i = 0
-            while i < len(doc_ids):
-                group, size = [], 0
-                while i < len(doc_ids) and size < batch:
-                    group.append(doc_ids[i])
-                    size += len(by_doc[doc_ids[i]])
-                    i += 1
-                chunk_points = [
-                    p for d in group for p in sorted(by_doc[d], key=lambda p: p.payload["chunk_index"])
-                ]
-                texts = [
-                    Chunk(
-                        p.payload["doc_id"],
-                        p.payload["chunk_index"],
-                        p.payload.get("text", ""),
-                        p.payload.get("title", ""),
-                        p.payload.get("heading", ""),
-                    ).embed_text
-                    for p in chunk_points
-                ]
-                dense = emb.encode_passages(texts)
-                fresh = {
-                    p.id: StoredPoint(p.id, dense[j].tolist(), p.sparse, p.payload)
-                    for j, p in enumerate(chunk_points)
-                }
-                writes = []
-                for d in group:
-                    st = states.get(d)
-                    writes.append(
-                        DocumentWrite(
-                            d,
-                            st.doc_hash if st else "",
-                            st.path if st else by_doc[d][0].payload.get("path", ""),
-                            [fresh[p.id] for p in by_doc[d]],
-                            lex_len=st.lex_len if st else 0,
-                        )
-                    )
-                store.write_documents(writes)
-                if progress:
-                    progress(stage="embed", advance=len(group), chunks=len(chunk_points))
+            reembed(
+                store, emb, by_doc, states, batch_tokens=self.settings.embed_batch_tokens, progress=progress
+            )
             store.finalize()
         except BaseException:
             store.close()

@@ -58,6 +58,20 @@ class Settings(BaseSettings):
     )
     chunk_overlap: int = Field(64, ge=0, description="Overlap between consecutive chunks, in model tokens.")
 
+    # indexing order and large documents (engine/ingest.py)
+    embed_batch_tokens: int | None = Field(
+        None,
+        ge=16,
+        description="Token budget of one embedding call (texts x longest text, chunks sorted by length); "
+        "None = embed_batch_size x the model's max length.",
+    )
+    large_doc_chars: int = Field(
+        262_144,
+        ge=1000,
+        description="Documents longer than this (characters) are embedded and committed in parts of about "
+        "this size: bounded memory, and an interrupted run resumes after the parts already stored.",
+    )
+
     # lexical (Kiwi BM25) side
     bm25_k1: float = Field(1.2, gt=0)
     bm25_b: float = Field(0.75, ge=0, le=1)
