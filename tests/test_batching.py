@@ -49,3 +49,42 @@ def test_completion_reports_each_owner_once_when_its_last_chunk_is_done():
     assert c.done([3]) == [3]
     with pytest.raises(ValueError):
         c.done([1])
+
+
+def test_vectors_are_those_of_document_order_embedding(tiny_kret, tmp_path):
+    """Sorting by length changes which texts share a forward pass, not the vectors: every stored chunk's
+    vector equals what embedding the chunks in document order (the old batches) gives."""
+    import shutil
+    from pathlib import Path
+
+    import numpy as np
+
+    from kret.engine.collection import open_collection
+
+    docs = tmp_path / "docs"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "samples" / "ko", docs)
+    tiny_kret.settings.embed_batch_tokens = 512  # many small sorted batches
+    tiny_kret.index([docs])
+    with open_collection(tiny_kret.backend, "default") as coll:
+        points = sorted(
+            coll.store.scroll_chunks(with_vectors=True),
+            key=lambda p: (p.payload["doc_id"], p.payload["chunk_index"]),
+        )
+        emb = tiny_kret.embedder(tiny_kret._model_of(coll, None))
+    from kret.indexer.document import Chunk
+
+    texts = [
+        Chunk(
+            p.payload["doc_id"],
+            p.payload["chunk_index"],
+            p.payload["text"],
+            p.payload["title"],
+            p.payload["heading"],
+        ).embed_text
+        for p in points
+    ]
+    lengths = emb.count_tokens(texts)
+    assert len(set(lengths)) > 3  # mixed lengths: the sorted order really differs from document order
+    old = np.concatenate([emb.encode_passages(texts[i : i + 128]) for i in range(0, len(texts), 128)])
+    stored = np.asarray([p.dense for p in points], dtype=np.float32)
+    assert np.allclose(stored, old, atol=1e-6, rtol=0)
