@@ -224,9 +224,16 @@ class ModelRegistry:
         return info
 
     def register(
-        self, src_dir: Path, *, base: ModelInfo | None, lineage: dict[str, Any], prefix: str = "kret"
+        self,
+        src_dir: Path,
+        *,
+        base: ModelInfo | None,
+        lineage: dict[str, Any],
+        prefix: str = "kret",
+        export: bool = True,
     ) -> ModelInfo:
-        """Move a freshly trained model folder into the registry as a new version with its lineage."""
+        """Move a freshly trained model folder into the registry as a new version with its lineage, and
+        export it to OpenVINO IR (``<version>/openvino/``; see ``kret.engine.runtimes.export``)."""
         self.models_dir.mkdir(parents=True, exist_ok=True)
         version = f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
         n = 1
@@ -247,6 +254,11 @@ class ModelRegistry:
             os.replace(src_dir, self._version_dir(version))
         except OSError:  # another filesystem (EXDEV): copy, then remove the source
             shutil.move(str(src_dir), str(self._version_dir(version)))
+        if export:
+            # Trained versions are served by OpenVINO like the default model, without a manual step.
+            from kret.engine.runtimes.export import export_registered
+
+            self.update_lineage(version, openvino_export=export_registered(self.get(version)))
         return self.get(version)
 
     def update_lineage(self, version: str, **fields: Any) -> None:

@@ -15,7 +15,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from kret.engine.collection import Collection, build_manifest, check_model, make_backend, open_collection
+from kret.engine.collection import (
+    Collection,
+    build_manifest,
+    check_model,
+    check_serving,
+    make_backend,
+    open_collection,
+    recorded_serving,
+)
 from kret.engine.embedder import Embedder
 from kret.engine.ingest import IndexSummary, Ingestor
 from kret.engine.models import ModelInfo, ModelRegistry
@@ -39,7 +47,7 @@ class Kret:
         self.settings = settings if settings is not None else load_settings(**overrides)
         self.registry = ModelRegistry(self.settings.models_dir, self.settings.cache_dir)
         self._backend: Backend | None = None
-        self._embedders: dict[str, Embedder] = {}
+        self._embedders: dict[tuple[str, str, str, str], Embedder] = {}
 
     # plumbing -------------------------------------------------------------------------------------------
     @property
@@ -53,15 +61,58 @@ class Kret:
     ) -> ModelInfo:
         return self.registry.resolve(spec or self.settings.model, progress=progress)
 
-    def embedder(self, info: ModelInfo) -> Embedder:
-        if info.fingerprint not in self._embedders:
-            self._embedders[info.fingerprint] = Embedder(
+    def embedder(
+        self,
+        info: ModelInfo,
+        *,
+        runtime: str | None = None,
+        precision: str | None = None,
+        calibration: Any = None,
+        calibration_sha: str | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> Embedder:
+        """A loaded model, cached per (fingerprint, runtime, precision[, int8 calibration]).
+
+        Runtime and precision default to the settings; opening a collection passes the ones it was built
+        with. Loading imports torch only for ``runtime = "torch"`` (or a first OpenVINO export).
+        """
+        from kret.engine.runtimes import load_embedder
+
+        runtime = runtime or self.settings.runtime
+        precision = precision or self.settings.precision
+        cal = calibration_sha or (calibration.sha256 if calibration is not None else "")
+        key = (info.fingerprint, runtime, precision, cal if precision == "int8" else "")
+        if key not in self._embedders:
+            self._embedders[key] = load_embedder(
                 info,
-                device=self.settings.device,
+                runtime=runtime,
+                precision=precision,
+                models_dir=self.settings.models_dir,
+                cache_dir=self.settings.cache_dir,
+                threads=self.settings.threads,
                 batch_size=self.settings.embed_batch_size,
-                torch_threads=self.settings.torch_threads,
+                device=self.settings.device,
+                calibration=calibration,
+                calibration_sha=calibration_sha,
+                progress=progress,
             )
-        return self._embedders[info.fingerprint]
+        return self._embedders[key]
+
+    def _collection_embedder(self, coll: Collection, info: ModelInfo) -> Embedder:
+        """The embedder on the collection's own runtime/precision; an explicit different one is refused."""
+        check_serving(
+            coll.name,
+            coll.manifest,
+            self.settings.runtime if self.settings.explicit("runtime") else None,
+            self.settings.precision if self.settings.explicit("precision") else None,
+        )
+        built = recorded_serving(coll.manifest)
+        return self.embedder(
+            info,
+            runtime=built["runtime"],
+            precision=built["precision"],
+            calibration_sha=(built.get("calibration") or {}).get("sha256"),
+        )
 
     @staticmethod
     def encoder_for(manifest: dict[str, Any]) -> KiwiBM25Encoder:
@@ -94,16 +145,17 @@ class Kret:
         coll = open_collection(self.backend, collection or self.settings.collection)
         try:
             info = self._model_of(coll, model)
-            return Searcher(coll, self.embedder(info), self.encoder_for(coll.manifest))
+            return Searcher(coll, self._collection_embedder(coll, info), self.encoder_for(coll.manifest))
         except BaseException:
             coll.close()
             raise
 
     def _create(
-        self, name: str, model: str | None, progress: ProgressFn | None
+        self, name: str, model: str | None, progress: ProgressFn | None, calibration: Any = None
     ) -> tuple[Collection, ModelInfo]:
-        info = self.resolve_model(model, progress=(lambda msg: progress(note=msg)) if progress else None)
-        emb = self.embedder(info)
+        note = (lambda msg: progress(note=msg)) if progress else None
+        info = self.resolve_model(model, progress=note)
+        emb = self.embedder(info, calibration=calibration, progress=note)
         chunk_tokens = self.settings.chunk_tokens or (emb.max_seq_length - emb.prompt_overhead)
         manifest = build_manifest(
             model=info,
@@ -114,6 +166,7 @@ class Kret:
                 chunk_tokens, min(self.settings.chunk_overlap, chunk_tokens // 2)
             ).as_dict(),
             sparse={"k1": self.settings.bm25_k1, "b": self.settings.bm25_b, "encoder": "kiwi-bm25-v1"},
+            serving=emb.serving,
         )
         version, store = self.backend.new_version(name)
         try:
@@ -147,17 +200,20 @@ class Kret:
         name = collection or self.settings.collection
         files = discover([Path(p) for p in paths])
         if self.backend.live_version(name) is None:
-            coll, info = self._create(name, model, progress)
+            calibration = self._calibration_from_files(files) if self.settings.precision == "int8" else None
+            coll, info = self._create(name, model, progress, calibration)
+            emb = self.embedder(info, calibration=calibration)
         else:
             coll = open_collection(self.backend, name)
             try:
                 info = self._model_of(coll, model)
+                emb = self._collection_embedder(coll, info)
             except BaseException:
                 coll.close()
                 raise
         summary = IndexSummary(collection=name, model=info.short)
         try:
-            self._index_into(coll, info, files, prune, mirror, summary, progress)
+            self._index_into(coll, emb, files, prune, mirror, summary, progress)
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
@@ -165,8 +221,24 @@ class Kret:
         summary.seconds = time.perf_counter() - started
         return summary
 
-    def _index_into(self, coll, info, files, prune, mirror, summary: IndexSummary, progress) -> None:
-        emb = self.embedder(info)
+    @staticmethod
+    def _calibration_from_files(files) -> Any:
+        """int8 calibration texts from the first documents of a collection being created (None if too few:
+        the built-in Korean sample set is used then). Reads at most 200 files, a small cost next to embedding."""
+        from kret.engine.runtimes.int8 import MAX_CALIBRATION, calibration_from_documents
+
+        docs: list[Document] = []
+        for path, _root in files[:200]:
+            resolved = path.resolve()
+            try:
+                docs.extend(load_file(resolved, Path(resolved.anchor)))
+            except LoaderError:
+                continue
+            if len(docs) >= MAX_CALIBRATION:
+                break
+        return calibration_from_documents(docs)
+
+    def _index_into(self, coll, emb, files, prune, mirror, summary: IndexSummary, progress) -> None:
         docs: dict[str, Document] = {}
         if progress:
             progress(stage="read", total=len(files))
@@ -263,7 +335,12 @@ class Kret:
             if owned:
                 coll.close()
         info = self.resolve_model(model)
-        emb = self.embedder(info)
+        calibration = None
+        if self.settings.precision == "int8":
+            from kret.engine.runtimes.int8 import calibration_from_documents
+
+            calibration = calibration_from_documents(_PointDoc.of(p) for p in points[:2000])
+        emb = self.embedder(info, calibration=calibration)
         manifest = build_manifest(
             model=info,
             dimension=emb.dimension,
@@ -271,6 +348,7 @@ class Kret:
             max_seq_length=emb.max_seq_length,
             chunking=old_manifest["chunking"],
             sparse=old_manifest["sparse"],
+            serving=emb.serving,
         )
         manifest["reindexed_from"] = {"version": old_version, "model": old_manifest["model"]}
         version, store = self.backend.new_version(name)
@@ -423,3 +501,17 @@ class Kret:
         from kret.langchain import KretRetriever
 
         return KretRetriever.from_kret(self, **kwargs)
+
+
+class _PointDoc:
+    """A stored chunk seen as a document (title + text) for int8 calibration during ``reindex``."""
+
+    __slots__ = ("text", "title")
+
+    def __init__(self, title: str, text: str) -> None:
+        self.title = title
+        self.text = text
+
+    @classmethod
+    def of(cls, point: Any) -> _PointDoc:
+        return cls(point.payload.get("title", ""), point.payload.get("text", ""))

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,6 +21,8 @@ from pydantic_settings import (
 )
 
 SearchMode = Literal["dense", "sparse", "hybrid"]
+Runtime = Literal["openvino", "torch"]
+Precision = Literal["auto", "fp32", "int8"]
 FusionKind = Literal["rrf", "dbsf"]
 
 
@@ -50,7 +52,22 @@ class Settings(BaseSettings):
     collection: str = Field("default", description="Collection used when none is named.")
     device: str | None = Field(None, description="torch device for embedding (cpu, cuda, mps); None = auto.")
     embed_batch_size: int = Field(32, ge=1)
-    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads; None = torch default.")
+    torch_threads: int | None = Field(
+        None, ge=1, description="Old name of `threads` (still read; `threads` wins when both are set)."
+    )
+    threads: int | None = Field(
+        None, ge=1, description="Inference threads of either runtime (OpenVINO or torch); None = its default."
+    )
+    runtime: Runtime = Field(
+        "openvino",
+        description="Serving engine: 'openvino' (default; no torch import) or 'torch' (sentence-transformers "
+        "fp32, for models OpenVINO cannot convert). Collections are searched with the runtime that built them.",
+    )
+    precision: Precision = Field(
+        "auto",
+        description="'auto' (the runtime's default: bf16 on CPUs that have it, else fp32), 'fp32', or 'int8' "
+        "(OpenVINO + NNCF static quantisation calibrated on Korean text). Recorded per collection.",
+    )
 
     # chunking
     chunk_tokens: int | None = Field(
@@ -91,6 +108,17 @@ class Settings(BaseSettings):
         if not value or not all(c.isalnum() or c in "-_" for c in value):
             raise ValueError(f"collection name {value!r} may hold only letters, digits, '-' and '_'")
         return value
+
+    @model_validator(mode="after")
+    def _threads_alias(self) -> Settings:
+        """``torch_threads`` is the old name of ``threads``: one knob for both runtimes."""
+        if self.threads is None and self.torch_threads is not None:
+            self.threads = self.torch_threads
+        return self
+
+    def explicit(self, name: str) -> bool:
+        """Whether a field was set by the user (argument, KRET_* variable or kret.toml), not defaulted."""
+        return name in self.model_fields_set
 
     @classmethod
     def settings_customise_sources(
