@@ -75,7 +75,9 @@ class Embedder:
     @cached_property
     def prompt_overhead(self) -> int:
         """Tokens a passage loses to the prompt and the special tokens."""
-        return len(self._ids(self.prompts["passage"] + "가", special=True)) - len(self._ids("가", special=False))
+        return len(self._ids(self.prompts["passage"] + "가", special=True)) - len(
+            self._ids("가", special=False)
+        )
 
     def _encode(
         self, texts: Sequence[str], prefix: str, progress: Callable[[int], None] | None

@@ -149,7 +149,9 @@ def test_openvino_refuses_a_module_stack_it_cannot_reproduce(home, tiny_model_di
     odd = tmp_path / "odd"
     shutil.copytree(tiny_model_dir, odd, ignore=shutil.ignore_patterns("openvino"))
     modules = json.loads((odd / "modules.json").read_text())
-    modules.insert(2, {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+    modules.insert(
+        2, {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}
+    )
     (odd / "modules.json").write_text(json.dumps(modules))
     info = ModelRegistry(home / "models", home / "cache").resolve(str(odd))
     with pytest.raises(ModelError, match='Dense is not served by OpenVINO.*runtime = "torch"'):

@@ -29,7 +29,7 @@ def check_combination(runtime: str, precision: str) -> None:
     if runtime == "torch" and precision == "int8":
         raise ConfigError(
             "precision 'int8' is not available with runtime 'torch' (it runs fp32 only); "
-            "use runtime = \"openvino\" for int8"
+            'use runtime = "openvino" for int8'
         )
 
 
@@ -60,7 +60,9 @@ def load_embedder(
     try:
         import openvino  # noqa: F401
     except ImportError as exc:
-        raise ConfigError(f"runtime 'openvino' needs the openvino package ({exc}); or set runtime = \"torch\"") from None
+        raise ConfigError(
+            f"runtime 'openvino' needs the openvino package ({exc}); or set runtime = \"torch\""
+        ) from None
     from kret.engine.runtimes.export import ensure_ir, ir_dir_for, ir_is_current
     from kret.engine.runtimes.openvino_rt import OpenVINOEmbedder
 
@@ -90,7 +92,7 @@ def load_embedder(
                 if calibration.sha256 != calibration_sha:
                     raise ModelError(
                         f"the int8 model of {info.short} calibrated on {calibration_sha[:12]} is missing from "
-                        f"{home_ir}; rebuild the collection, or search it with precision = \"auto\" after "
+                        f'{home_ir}; rebuild the collection, or search it with precision = "auto" after '
                         "`kret reindex`"
                     )
         if found is not None:

@@ -82,7 +82,7 @@ def export_openvino(
     except ImportError as exc:
         raise ModelError(
             f"exporting model {label} to OpenVINO needs torch and transformers ({exc}); "
-            "install kret with its default dependencies, or set runtime = \"torch\""
+            'install kret with its default dependencies, or set runtime = "torch"'
         ) from None
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
@@ -159,7 +159,9 @@ def export_registered(info: ModelInfo) -> dict[str, object]:
     """
     started = time.perf_counter()
     try:
-        export_openvino(Path(info.path), Path(info.path) / IR_DIRNAME, fingerprint=info.fingerprint, label=info.name)
+        export_openvino(
+            Path(info.path), Path(info.path) / IR_DIRNAME, fingerprint=info.fingerprint, label=info.name
+        )
     except ModelError as exc:
         return {"ok": False, "error": str(exc)}
     return {"ok": True, "seconds": round(time.perf_counter() - started, 1)}

@@ -60,7 +60,9 @@ class Calibration:
 
 
 def samples_calibration() -> Calibration:
-    rows = [json.loads(line) for line in SAMPLES_FILE.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [
+        json.loads(line) for line in SAMPLES_FILE.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
     return Calibration(
         "samples",
         [r["text"] for r in rows if r["kind"] == "passage"],
@@ -114,7 +116,9 @@ def ensure_int8(
             f"precision 'int8' needs nncf ({exc}); install nncf, or use precision = \"auto\""
         ) from None
     say = progress or (lambda _msg: None)
-    say(f"quantising to int8 on {len(calibration.passages) + len(calibration.queries)} {calibration.source} texts")
+    say(
+        f"quantising to int8 on {len(calibration.passages) + len(calibration.queries)} {calibration.source} texts"
+    )
     started = time.perf_counter()
     texts = [prompts.get("passage", "") + t for t in calibration.passages]
     texts += [prompts.get("query", "") + t for t in calibration.queries]
@@ -132,12 +136,16 @@ def ensure_int8(
             subset_size=len(items),
         )
     except Exception as exc:
-        raise ModelError(f"int8 quantisation failed ({type(exc).__name__}: {exc}); use precision = \"auto\"") from None
+        raise ModelError(
+            f'int8 quantisation failed ({type(exc).__name__}: {exc}); use precision = "auto"'
+        ) from None
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     tmp.mkdir(parents=True)
     try:
         ov.save_model(quantized, str(tmp / IR_XML), compress_to_fp16=False)
-        meta = dict(calibration.record(), nncf=nncf.__version__, seconds=round(time.perf_counter() - started, 1))
+        meta = dict(
+            calibration.record(), nncf=nncf.__version__, seconds=round(time.perf_counter() - started, 1)
+        )
         (tmp / CALIBRATION_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         with (tmp / "calibration_texts.jsonl").open("w", encoding="utf-8") as fh:
             for kind, rows in (("passage", calibration.passages), ("query", calibration.queries)):

@@ -79,7 +79,11 @@ class OpenVINOEmbedder(Embedder):
 
     @property
     def serving(self) -> dict[str, Any]:
-        out = {"runtime": self.runtime, "precision": self.precision, "inference_precision": self.inference_precision}
+        out = {
+            "runtime": self.runtime,
+            "precision": self.precision,
+            "inference_precision": self.inference_precision,
+        }
         out.update(self._extra)
         return out
 

@@ -68,16 +68,22 @@ class FolderSpec:
             elif kind == "Pooling" and pooling is None and transformer_dir is not None:
                 pooling, include_prompt = _read_pooling(sub / "config.json")
                 if not include_prompt:
-                    raise ModelError(f"model {label}: pooling without prompt tokens is not served by OpenVINO; {TORCH_HINT}")
+                    raise ModelError(
+                        f"model {label}: pooling without prompt tokens is not served by OpenVINO; {TORCH_HINT}"
+                    )
             elif kind == "Normalize" and pooling is not None and not normalize:
                 normalize = True
             else:
-                raise ModelError(f"model {label}: module {m.get('type')} is not served by OpenVINO; {TORCH_HINT}")
+                raise ModelError(
+                    f"model {label}: module {m.get('type')} is not served by OpenVINO; {TORCH_HINT}"
+                )
         if transformer_dir is None or pooling is None:
             raise ModelError(f"model {label}: no Transformer + Pooling modules in modules.json; {TORCH_HINT}")
         bad = [p for p in pooling if p not in SUPPORTED_POOLING]
         if bad:
-            raise ModelError(f"model {label}: pooling {', '.join(bad)} is not served by OpenVINO; {TORCH_HINT}")
+            raise ModelError(
+                f"model {label}: pooling {', '.join(bad)} is not served by OpenVINO; {TORCH_HINT}"
+            )
         st_cfg = root / "config_sentence_transformers.json"
         prompts = pick_prompts(dict((_json(st_cfg).get("prompts") or {}) if st_cfg.is_file() else {}))
         return cls(

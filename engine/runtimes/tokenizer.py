@@ -25,7 +25,9 @@ class FolderTokenizer:
 
         path = Path(folder) / "tokenizer.json"
         if not path.is_file():
-            raise ModelError(f"model {label or folder}: no tokenizer.json for the OpenVINO runtime; {TORCH_HINT}")
+            raise ModelError(
+                f"model {label or folder}: no tokenizer.json for the OpenVINO runtime; {TORCH_HINT}"
+            )
         try:
             self.raw = Tokenizer.from_file(str(path))
         except Exception as exc:

@@ -35,7 +35,7 @@ class TorchEmbedder(Embedder):
         if precision not in ("auto", "fp32"):
             raise ConfigError(
                 f"precision {precision!r} is not available with runtime 'torch' (it runs fp32 only); "
-                "use runtime = \"openvino\" for int8"
+                'use runtime = "openvino" for int8'
             )
         import torch
         from sentence_transformers import SentenceTransformer
