@@ -816,8 +816,11 @@ def ensure_default_model(models_dir: Path, progress: Progress | None = None) -> 
     target.parent.mkdir(parents=True, exist_ok=True)
     with _build_lock(_lock_path(target)) as locked:
         if _is_complete(target):
-            if not _has_ir(target):  # built before the OpenVINO runtime: export once, in place
-                _export_openvino(target, progress or (lambda _msg: None))
+            if not _has_ir(target) and (target / "modules.json").is_file():
+                # Built before the OpenVINO runtime: export once, in place. Best effort: on failure the
+                # serving path exports lazily and reports the error there, with the torch fallback named.
+                with contextlib.suppress(ModelError):
+                    _export_openvino(target, progress or (lambda _msg: None))
             return target
         if target.exists():
             raise ModelError(
