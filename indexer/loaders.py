@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import io
 import json
+import logging
 import math
 import os
 import re
@@ -34,6 +35,19 @@ SUPPORTED_SUFFIXES: frozenset[str] = frozenset(
 
 # Suffixes that share a source_type with a canonical one, so filters do not need to know both spellings.
 _SOURCE_TYPE_ALIASES = {"markdown": "md", "htm": "html"}
+
+
+def source_types() -> list[str]:
+    """The ``source_type`` values documents can carry (what a file-type filter may name)."""
+    return sorted({_SOURCE_TYPE_ALIASES.get(s[1:], s[1:]) for s in SUPPORTED_SUFFIXES})
+
+
+def canonical_source_type(name: str) -> str | None:
+    """``md`` for ``md``/``.MD``/``markdown``; None for a name that is no supported type."""
+    key = name.strip().lower().lstrip(".")
+    key = _SOURCE_TYPE_ALIASES.get(key, key)
+    return key if key in source_types() else None
+
 
 # JSONL field names, in order of preference. BEIR uses ``_id``/``title``/``text``; Pyserini uses
 # ``id``/``contents``; others use ``body`` or ``content``.
@@ -141,19 +155,51 @@ def load_file_report(path: Path, root: Path) -> tuple[list[Document], list[str]]
     rel = _relative_id(path, Path(root))
     base = {"path": str(Path(os.path.abspath(path))), "source_type": source_type, "mtime": mtime}
     if not data:
-        return [], []
+        return [], ["empty file"]
     try:
         if source_type == "jsonl":
-            return _load_jsonl(data, rel, base)
+            docs, problems = _load_jsonl(data, rel, base)
+            return docs, problems if docs or problems else ["no rows (only blank lines)"]
         title, text, problems = _EXTRACTORS[source_type](data)
         text = clean_text(text)
         if not text:
-            return [], problems
+            return [], problems or [_NO_TEXT.get(source_type, "no text")]
         return [Document(doc_id=rel, text=text, title=_clean_title(title), metadata={}, **base)], problems
     except LoaderError:
         raise
     except Exception as exc:  # one bad file must never abort the run
         raise LoaderError(_reason(exc)) from exc
+
+
+# Why a file that was read without error still gave no document (when its extractor did not say more).
+_NO_TEXT = {
+    "html": "no text: only markup or script",
+    "md": "no text: only markup",
+    "txt": "no text: only whitespace or control characters",
+}
+_LINE_PROBLEM = re.compile(r"^line (\d+): (.*)$", re.DOTALL)
+
+
+def skipped_entries(path: str, docs: Sequence[Document], problems: Sequence[str]) -> list[dict[str, str]]:
+    """What one file's load left out, as rows ``{"path", "reason"}`` for the indexing summary.
+
+    A file that gave no document is one row with the reasons; a problem that names a line (JSONL) is a row
+    of its own with ``path:line``, so a user can open the file at the bad row; other problems of a file
+    that did load (an unreadable PDF page) are rows under the file's path.
+    """
+    rows: list[dict[str, str]] = []
+    file_level: list[str] = []
+    for problem in problems:
+        match = _LINE_PROBLEM.match(problem)
+        if match:
+            rows.append({"path": f"{path}:{match.group(1)}", "reason": match.group(2)})
+        else:
+            file_level.append(problem)
+    if not docs:
+        rows.insert(0, {"path": path, "reason": "; ".join(file_level) or "no usable row"})
+    else:
+        rows[:0] = [{"path": path, "reason": problem} for problem in file_level]
+    return rows
 
 
 def _relative_id(path: Path, root: Path) -> str:
@@ -182,6 +228,13 @@ def _clean_title(title: str | None) -> str:
 # encodings
 
 _UTF8_BOM = codecs.BOM_UTF8
+_UNICODE_BOMS = (
+    codecs.BOM_UTF32_LE,
+    codecs.BOM_UTF32_BE,
+    codecs.BOM_UTF16_LE,
+    codecs.BOM_UTF16_BE,
+    _UTF8_BOM,
+)
 _META_CHARSET = re.compile(rb"""<meta[^>]*?charset\s*=\s*["']?\s*([A-Za-z0-9_.:\-]+)""", re.IGNORECASE)
 
 
@@ -200,7 +253,10 @@ def decode_text(data: bytes, declared: str | None = None) -> str:
     if data.startswith(_UTF8_BOM):
         return data[len(_UTF8_BOM) :].decode("utf-8", errors="replace")
     if b"\x00" in data[:8192]:
-        raise LoaderError("binary file, not text")
+        text = _utf16_without_bom(data)
+        if text is None:
+            raise LoaderError("binary file, not text")
+        return text
     candidates = ["utf-8"]
     if declared:
         candidates.append(declared)
@@ -216,6 +272,48 @@ def decode_text(data: bytes, declared: str | None = None) -> str:
     if best is None:
         raise LoaderError("cannot determine the text encoding")
     return str(best)
+
+
+# Code point ranges that real UTF-16 text is made of: Latin (ASCII, Latin-1, Extended-A), Greek and
+# Cyrillic, general punctuation, CJK symbols, Hangul jamo and syllables, kana, CJK ideographs, full-width
+# forms. Binary data read as UTF-16 lands mostly elsewhere.
+_TEXT_RANGES = (
+    (0x20, 0x17F), (0x370, 0x4FF), (0x1100, 0x11FF), (0x2000, 0x206F), (0x3000, 0x30FF), (0x3130, 0x318F),
+    (0x4E00, 0x9FFF), (0xAC00, 0xD7A3), (0xFF00, 0xFFEF),
+)  # fmt: skip
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    """Text of a UTF-16 file written without a byte-order mark, or None when the bytes are not that.
+
+    Windows tools write such files. Their NUL bytes are the high (or low) halves of ASCII characters, so
+    they sit almost all on odd offsets (little-endian) or on even ones (big-endian); binary data scatters
+    NULs over both. A candidate must also decode strictly and read as text: no control characters besides
+    whitespace, and nearly every character from the scripts above.
+    """
+    sample = data[: min(len(data), 65536) & ~1]
+    even, odd = sample[0::2].count(0), sample[1::2].count(0)
+    if len(data) % 2 or not (even or odd):
+        return None
+    if odd >= 4 * max(even, 1) or (odd and not even):
+        encoding = "utf-16-le"
+    elif even >= 4 * max(odd, 1) or (even and not odd):
+        encoding = "utf-16-be"
+    else:
+        return None
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError:
+        return None
+    plausible = 0
+    sample_text = text[:32768]
+    for ch in sample_text:
+        code = ord(ch)
+        if code < 0x20 and ch not in "\t\n\r\f":
+            return None
+        if code < 0x20 or any(lo <= code <= hi for lo, hi in _TEXT_RANGES):
+            plausible += 1
+    return text if plausible >= 0.95 * len(sample_text) else None
 
 
 def _decode_or_fail(data: bytes, encoding: str) -> str:
@@ -427,8 +525,22 @@ def _html_to_text(soup: Any) -> str:
 # PDF
 
 
+def _quiet_pypdf() -> None:
+    """Keep pypdf's notes on recoverable damage ("EOF marker not found") off the user's terminal.
+
+    pypdf reports them through ``logging``; with no handler configured anywhere, Python's last-resort
+    handler prints them on stderr, in the middle of the progress bars. A NullHandler on pypdf's logger
+    stops that while records still propagate to whatever logging the application sets up.
+    """
+    logger = logging.getLogger("pypdf")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+
+
 def _extract_pdf(data: bytes) -> tuple[str, str, list[str]]:
     from pypdf import PdfReader
+
+    _quiet_pypdf()
 
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -775,7 +887,7 @@ def _hwp_summary_title(ole: Any) -> str:
 
 def _load_jsonl(data: bytes, rel: str, base: dict[str, Any]) -> tuple[list[Document], list[str]]:
     """One Document per row; bad rows are reported and skipped unless no row at all is usable."""
-    text = decode_text(data)
+    text, binary_lines = _jsonl_decode(data)
     docs: list[Document] = []
     problems: list[str] = []
     seen: dict[str, int] = {}
@@ -783,6 +895,11 @@ def _load_jsonl(data: bytes, rel: str, base: dict[str, Any]) -> tuple[list[Docum
     failures = 0
     # Split on "\n" only: str.splitlines() also splits on U+2028, \x1c... which JSON strings may contain.
     for number, line in enumerate(text.split("\n"), start=1):
+        if number in binary_lines:
+            rows += 1
+            failures += 1
+            problems.append(f"line {number}: NUL bytes (binary data)")
+            continue
         line = line.strip()
         if not line:
             continue
@@ -832,6 +949,21 @@ def _load_jsonl(data: bytes, rel: str, base: dict[str, Any]) -> tuple[list[Docum
     if not docs and failures and failures == rows:
         raise LoaderError(f"no usable row in JSONL file ({problems[0]})")
     return docs, problems
+
+
+def _jsonl_decode(data: bytes) -> tuple[str, set[int]]:
+    """The file's text, and the numbers of lines that hold NUL bytes (blanked in the text).
+
+    A NUL byte makes a whole text file "binary", but in JSONL it costs only its line: a crashed writer or a
+    bad export leaves one broken row in an otherwise good corpus. UTF-16/32 files (with or without a
+    byte-order mark) hold NULs in every ASCII character and are decoded whole.
+    """
+    if b"\x00" not in data or data.startswith(_UNICODE_BOMS) or _utf16_without_bom(data) is not None:
+        return decode_text(data), set()
+    lines = data.split(b"\n")
+    binary = {number for number, line in enumerate(lines, start=1) if b"\x00" in line}
+    kept = b"\n".join(b"" if number in binary else line for number, line in enumerate(lines, start=1))
+    return decode_text(kept), binary
 
 
 def _jsonl_row_id(row: dict[str, Any]) -> str | None:
