@@ -8,6 +8,7 @@ first), so they run inside Qdrant's payload indexes, not on a truncated result l
 from __future__ import annotations
 
 import fnmatch
+import numbers
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -68,8 +69,9 @@ class SearchOptions:
             raise UserInputError(f"unknown fusion {self.fusion!r} (choose rrf or dbsf)")
         for name in ("k", "rrf_k", "prefetch_k"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise UserInputError(f"{name} must be a whole number of at least 1, got {value!r}")
+            setattr(self, name, int(value))
         for name in ("dense_weight", "sparse_weight"):
             try:
                 setattr(self, name, positive_finite(name, getattr(self, name)))

@@ -184,6 +184,14 @@ class Settings(BaseSettings):
         return bool(self.qdrant_url)
 
 
+try:  # Python >= 3.11; pydantic-settings reads kret.toml with it
+    from tomllib import TOMLDecodeError as _TOMLDecodeError
+
+    _TOML_ERRORS: tuple[type[Exception], ...] = (_TOMLDecodeError,)
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    _TOML_ERRORS = ()
+
+
 def _check_env_names(settings_cls: type[BaseSettings]) -> None:
     """Refuse ``KRET_*`` environment variables that name no setting (``KRET_FUSOIN=rrf`` is a typo that
     would otherwise be ignored); the few non-setting names in ``NON_SETTING_ENV`` are allowed."""
@@ -202,7 +210,6 @@ def _check_env_names(settings_cls: type[BaseSettings]) -> None:
 
 def load_settings(**overrides: object) -> Settings:
     """Build settings, turning validation failures into a ``ConfigError`` with one readable line."""
-    import tomllib
     from pydantic import ValidationError
 
     from kret.errors import ConfigError
@@ -210,7 +217,7 @@ def load_settings(**overrides: object) -> Settings:
     clean = {k: v for k, v in overrides.items() if v is not None}
     try:
         return Settings(**clean)
-    except tomllib.TOMLDecodeError as exc:
+    except _TOML_ERRORS as exc:
         raise ConfigError(f"cannot parse {_config_file()}: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {_config_file()}: {exc}") from None
