@@ -9,6 +9,7 @@ from kret import __version__
 from kret.cli.common import IndexProgress, console, get_kret, out, print_json, run_cli
 from kret.engine.types import SearchFilter
 from kret.errors import StoreError, UserInputError
+from kret.indexer.loaders import source_types
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -29,7 +30,7 @@ def cli(ctx: click.Context, home: str | None, allow_downloads: bool | None) -> N
 
     \b
     Typical session:
-      kret index ./docs                  # index a folder (txt md html pdf docx hwp hwpx jsonl)
+      kret index ./docs                  # index a folder ({formats})
       kret search "한국의 수도는?"         # hybrid search: Kiwi BM25 + multilingual-e5, fused
       kret eval ../data/korquad-dev      # score the pipeline on a BEIR dataset
       kret train pretrain --wiki DUMP    # adapt the model on Korean Wikipedia title/body pairs
@@ -40,6 +41,9 @@ def cli(ctx: click.Context, home: str | None, allow_downloads: bool | None) -> N
     if allow_downloads:
         overrides["allow_downloads"] = True
     ctx.ensure_object(dict)["overrides"] = overrides
+
+
+cli.help = (cli.help or "").replace("{formats}", " ".join(source_types()))  # from the loader registry
 
 
 # index ---------------------------------------------------------------------------------------------------
@@ -123,7 +127,9 @@ def _parse_where(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--sparse-weight", type=float, help="RRF weight of the Kiwi BM25 branch (with --fusion rrf).")
 @click.option("--path", "path_prefix", help="Only documents under this path prefix.")
 @click.option("--glob", "path_glob", help="Only documents whose path matches this glob, e.g. '*.md'.")
-@click.option("--type", "types", multiple=True, help="Only these file types (md, pdf, …); repeatable.")
+@click.option(
+    "--type", "types", multiple=True, help=f"Only these file types ({', '.join(source_types())}); repeatable."
+)
 @click.option(
     "--where", "where", multiple=True, help="Payload match key=value (JSONL fields too); repeatable."
 )

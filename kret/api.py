@@ -27,7 +27,7 @@ from kret.engine.types import Hit, SearchFilter
 from kret.errors import EmptyQueryError, KretError, LoaderError
 from kret.indexer.chunker import Chunker, ChunkingParams
 from kret.indexer.document import Document
-from kret.indexer.loaders import discover, load_file_report, skipped_entries
+from kret.indexer.loaders import discover, load_file_report, skipped_entries, source_types
 from kret.settings import Settings, load_settings
 
 ProgressFn = Callable[..., None]
@@ -236,7 +236,7 @@ class Kret:
             if progress:
                 progress(stage="read", advance=1)
         if not files:
-            summary.warnings.append("no supported files found (txt, md, html, pdf, docx, hwp, hwpx, jsonl)")
+            summary.warnings.append(f"no supported files found ({', '.join(source_types())})")
         states = coll.store.doc_states()
         todo = []
         for doc_id, d in docs.items():

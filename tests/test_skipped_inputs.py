@@ -175,3 +175,17 @@ def test_cli_shows_skipped_in_table_and_json(tiny_model_dir, odd_inputs):
     r = invoke(["index", str(odd_inputs)], env=env)
     assert r.exit_code == 0, r.stderr
     assert "skipped 4" in r.stderr and "zero.pdf" in r.stderr and "empty file" in r.stderr
+
+
+def test_format_registry_drives_everything():
+    """A format is one module plus one registry entry: suffixes, types and filters all derive from it."""
+    from kret.indexer.loaders import FORMATS, SUPPORTED_SUFFIXES, canonical_source_type, source_types
+
+    assert SUPPORTED_SUFFIXES == {s for f in FORMATS for s in f.suffixes}
+    assert source_types() == [f.source_type for f in FORMATS]
+    for f in FORMATS:
+        assert (f.extract is None) != (f.load_rows is None), f.source_type
+        for suffix in f.suffixes:
+            assert canonical_source_type(suffix.upper()) == f.source_type
+            assert canonical_source_type(suffix[1:]) == f.source_type
+    assert canonical_source_type("exe") is None

@@ -1,0 +1,9 @@
+"""Plain text (``.txt``): decoded, nothing else; cleaning happens in the pipeline for every format."""
+
+from __future__ import annotations
+
+from kret.indexer.loaders.encodings import decode_text
+
+
+def _extract_txt(data: bytes) -> tuple[str, str, list[str]]:
+    return "", decode_text(data), []
