@@ -181,7 +181,7 @@ def test_format_registry_drives_everything():
     """A format is one module plus one registry entry: suffixes, types and filters all derive from it."""
     from kret.indexer.loaders import FORMATS, SUPPORTED_SUFFIXES, canonical_source_type, source_types
 
-    assert SUPPORTED_SUFFIXES == {s for f in FORMATS for s in f.suffixes}
+    assert {s for f in FORMATS for s in f.suffixes} == SUPPORTED_SUFFIXES
     assert source_types() == [f.source_type for f in FORMATS]
     for f in FORMATS:
         assert (f.extract is None) != (f.load_rows is None), f.source_type
