@@ -12,9 +12,10 @@ OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 
 def reason(exc: BaseException) -> str:
+    """``"ValueError: first line of the message"``, at most 200 characters: one row of a summary table."""
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    reason = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    return reason[:_MAX_REASON]
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return text[:_MAX_REASON]
 
 
 def clean_title(title: str | None) -> str:

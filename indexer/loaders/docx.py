@@ -14,7 +14,7 @@ from kret.indexer.loaders.common import reason as _reason
 _DOCX_HEADING = re.compile(r"^heading\s*([1-9])$", re.IGNORECASE)
 
 
-def _extract_docx(data: bytes) -> tuple[str, str, list[str]]:
+def extract(data: bytes) -> tuple[str, str, list[str]]:
     import docx
     from docx.opc.exceptions import PackageNotFoundError
 

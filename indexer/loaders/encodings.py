@@ -10,7 +10,7 @@ import re
 from kret.errors import LoaderError
 
 _UTF8_BOM = codecs.BOM_UTF8
-_UNICODE_BOMS = (
+UNICODE_BOMS = (
     codecs.BOM_UTF32_LE,
     codecs.BOM_UTF32_BE,
     codecs.BOM_UTF16_LE,
@@ -35,7 +35,7 @@ def decode_text(data: bytes, declared: str | None = None) -> str:
     if data.startswith(_UTF8_BOM):
         return data[len(_UTF8_BOM) :].decode("utf-8", errors="replace")
     if b"\x00" in data[:8192]:
-        text = _utf16_without_bom(data)
+        text = utf16_without_bom(data)
         if text is None:
             raise LoaderError("binary file, not text")
         return text
@@ -65,7 +65,7 @@ _TEXT_RANGES = (
 )  # fmt: skip
 
 
-def _utf16_without_bom(data: bytes) -> str | None:
+def utf16_without_bom(data: bytes) -> str | None:
     """Text of a UTF-16 file written without a byte-order mark, or None when the bytes are not that.
 
     Windows tools write such files. Their NUL bytes are the high (or low) halves of ASCII characters, so
@@ -105,7 +105,7 @@ def _decode_or_fail(data: bytes, encoding: str) -> str:
         return data.decode(encoding, errors="replace")
 
 
-def _html_declared_encoding(data: bytes) -> str | None:
+def html_declared_encoding(data: bytes) -> str | None:
     """The charset a page declares in its first bytes, mapped to the codec browsers really use."""
     match = _META_CHARSET.search(data[:4096])
     if not match:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from kret.indexer.loaders.encodings import _html_declared_encoding, decode_text
+from kret.indexer.loaders.encodings import decode_text, html_declared_encoding
 
 _HTML_DROP = frozenset(
     {"script", "style", "noscript", "template", "nav", "footer", "head", "svg", "iframe", "object", "canvas"}
@@ -27,10 +27,10 @@ _WS = re.compile(r"[ \t\n\r\f]+")
 _EMPTY_HEADING = re.compile(r"#{1,6}")
 
 
-def _extract_html(data: bytes) -> tuple[str, str, list[str]]:
+def extract(data: bytes) -> tuple[str, str, list[str]]:
     from bs4 import BeautifulSoup
 
-    soup = BeautifulSoup(decode_text(data, _html_declared_encoding(data)), "html.parser")
+    soup = BeautifulSoup(decode_text(data, html_declared_encoding(data)), "html.parser")
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     if not title:
         h1 = soup.find("h1")

@@ -10,7 +10,7 @@ from typing import Any
 from kret.errors import LoaderError
 from kret.indexer.loaders.common import OLE_MAGIC as _OLE_MAGIC
 from kret.indexer.loaders.common import reason as _reason
-from kret.indexer.loaders.hwpx import _extract_hwpx
+from kret.indexer.loaders.hwpx import extract as extract_hwpx
 
 HWPTAG_PARA_TEXT = 67  # HWPTAG_BEGIN (16) + 51
 _HWP_SIGNATURE = b"HWP Document File"
@@ -94,9 +94,9 @@ def hwp_section_paragraphs(data: bytes, compressed: bool) -> list[str]:
     return paragraphs
 
 
-def _extract_hwp(data: bytes) -> tuple[str, str, list[str]]:
+def extract(data: bytes) -> tuple[str, str, list[str]]:
     if data.startswith(b"PK"):
-        return _extract_hwpx(data)  # an HWPX saved with the old suffix; Hangul opens those too
+        return extract_hwpx(data)  # an HWPX saved with the old suffix; Hangul opens those too
     if not data.startswith(_OLE_MAGIC):
         if data.startswith(b"HWP Document File V3"):
             raise LoaderError("HWP 3.0 files are not supported (save as HWP 5.0 or HWPX)")

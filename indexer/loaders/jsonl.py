@@ -11,7 +11,7 @@ from kret.errors import LoaderError
 from kret.indexer.clean import clean_text
 from kret.indexer.document import Document
 from kret.indexer.loaders.common import clean_title as _clean_title
-from kret.indexer.loaders.encodings import _UNICODE_BOMS, _utf16_without_bom, decode_text
+from kret.indexer.loaders.encodings import UNICODE_BOMS, decode_text, utf16_without_bom
 
 # JSONL field names, in order of preference. BEIR uses ``_id``/``title``/``text``; Pyserini uses
 # ``id``/``contents``; others use ``body`` or ``content``.
@@ -20,7 +20,7 @@ JSONL_ID_KEYS = ("_id", "id", "doc_id")
 _JSONL_RESERVED = frozenset({*JSONL_TEXT_KEYS, *JSONL_ID_KEYS, "title", "metadata"})
 
 
-def _load_jsonl(data: bytes, rel: str, base: dict[str, Any]) -> tuple[list[Document], list[str]]:
+def load_rows(data: bytes, rel: str, base: dict[str, Any]) -> tuple[list[Document], list[str]]:
     """One Document per row; bad rows are reported and skipped unless no row at all is usable."""
     text, binary_lines = _jsonl_decode(data)
     docs: list[Document] = []
@@ -93,7 +93,7 @@ def _jsonl_decode(data: bytes) -> tuple[str, set[int]]:
     bad export leaves one broken row in an otherwise good corpus. UTF-16/32 files (with or without a
     byte-order mark) hold NULs in every ASCII character and are decoded whole.
     """
-    if b"\x00" not in data or data.startswith(_UNICODE_BOMS) or _utf16_without_bom(data) is not None:
+    if b"\x00" not in data or data.startswith(UNICODE_BOMS) or utf16_without_bom(data) is not None:
         return decode_text(data), set()
     lines = data.split(b"\n")
     binary = {number for number, line in enumerate(lines, start=1) if b"\x00" in line}

@@ -18,7 +18,7 @@ _MD_LINK = re.compile(r"(?<!!)\[([^\]\n]+)\]\([^)\n]*\)")
 _HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 
 
-def _extract_markdown(data: bytes) -> tuple[str, str, list[str]]:
+def extract(data: bytes) -> tuple[str, str, list[str]]:
     """Keep markdown mostly as is: ``#`` lines are what the chunker reads section headings from.
 
     Setext headings (underlined with ``===``/``---``) are rewritten as ``#`` lines so the chunker sees

@@ -22,7 +22,7 @@ def _quiet_pypdf() -> None:
         logger.addHandler(logging.NullHandler())
 
 
-def _extract_pdf(data: bytes) -> tuple[str, str, list[str]]:
+def extract(data: bytes) -> tuple[str, str, list[str]]:
     from pypdf import PdfReader
 
     _quiet_pypdf()

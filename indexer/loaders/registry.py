@@ -36,14 +36,14 @@ class Format:
 
 
 FORMATS: tuple[Format, ...] = (
-    Format("txt", (".txt",), text._extract_txt, no_text="no text: only whitespace or control characters"),
-    Format("md", (".md", ".markdown"), markdown._extract_markdown, no_text="no text: only markup"),
-    Format("html", (".html", ".htm"), html._extract_html, no_text="no text: only markup or script"),
-    Format("pdf", (".pdf",), pdf._extract_pdf),
-    Format("docx", (".docx",), docx._extract_docx),
-    Format("hwp", (".hwp",), hwp._extract_hwp),
-    Format("hwpx", (".hwpx",), hwpx._extract_hwpx),
-    Format("jsonl", (".jsonl",), load_rows=jsonl._load_jsonl, no_text="no rows (only blank lines)"),
+    Format("txt", (".txt",), text.extract, no_text="no text: only whitespace or control characters"),
+    Format("md", (".md", ".markdown"), markdown.extract, no_text="no text: only markup"),
+    Format("html", (".html", ".htm"), html.extract, no_text="no text: only markup or script"),
+    Format("pdf", (".pdf",), pdf.extract),
+    Format("docx", (".docx",), docx.extract),
+    Format("hwp", (".hwp",), hwp.extract),
+    Format("hwpx", (".hwpx",), hwpx.extract),
+    Format("jsonl", (".jsonl",), load_rows=jsonl.load_rows, no_text="no rows (only blank lines)"),
 )
 
 BY_SUFFIX: dict[str, Format] = {suffix: f for f in FORMATS for suffix in f.suffixes}

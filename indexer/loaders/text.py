@@ -5,5 +5,5 @@ from __future__ import annotations
 from kret.indexer.loaders.encodings import decode_text
 
 
-def _extract_txt(data: bytes) -> tuple[str, str, list[str]]:
+def extract(data: bytes) -> tuple[str, str, list[str]]:
     return "", decode_text(data), []
