@@ -302,3 +302,20 @@ def test_downloads_only_when_allowed(no_network, monkeypatch, tiny_model_dir, tm
     assert r.exit_code == ModelError.exit_code and "--allow-downloads" in r.stderr
     monkeypatch.setenv("KRET_ALLOW_DOWNLOADS", "1")
     assert Kret().registry.allow_downloads is True
+
+
+def test_ctx_exit_code_reaches_the_shell(monkeypatch):
+    """`kret index` ends an interrupted run with ``ctx.exit(130)``; run_cli used to drop that code (exit 0)."""
+    import click
+
+    from kret.cli.common import run_cli
+
+    @click.command()
+    @click.pass_context
+    def interrupted(ctx):
+        ctx.exit(130)
+
+    monkeypatch.setattr("sys.argv", ["kret"])
+    with pytest.raises(SystemExit) as caught:
+        run_cli(interrupted)
+    assert caught.value.code == 130
