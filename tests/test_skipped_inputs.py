@@ -189,3 +189,15 @@ def test_format_registry_drives_everything():
             assert canonical_source_type(suffix.upper()) == f.source_type
             assert canonical_source_type(suffix[1:]) == f.source_type
     assert canonical_source_type("exe") is None
+
+
+def test_bytes_a_bom_cannot_decode_are_reported(tmp_path):
+    from kret.indexer.loaders import skipped_entries
+
+    data = b"\xef\xbb\xbf" + "첫 문단\n".encode() + b"\xff\xfe" + "끝 \ufffd".encode()  # one real U+FFFD
+    path = _write(tmp_path / "bom.txt", data)
+    docs, problems = load_file_report(path, tmp_path)
+    assert len(docs) == 1 and "첫 문단" in docs[0].text
+    assert skipped_entries(str(path), docs, problems) == [
+        {"path": str(path), "reason": "undecodable bytes: 2 invalid utf-8 sequence(s) replaced by U+FFFD"}
+    ]

@@ -20,20 +20,23 @@ UNICODE_BOMS = (
 _META_CHARSET = re.compile(rb"""<meta[^>]*?charset\s*=\s*["']?\s*([A-Za-z0-9_.:\-]+)""", re.IGNORECASE)
 
 
-def decode_text(data: bytes, declared: str | None = None) -> str:
+def decode_text(data: bytes, declared: str | None = None, problems: list[str] | None = None) -> str:
     """Decode the bytes of a text file, favouring the encodings Korean files actually come in.
 
     Order: a BOM wins; then strict UTF-8 (it practically never validates by accident); then an encoding
     the file itself declares (HTML ``<meta charset>``); then cp949, the superset of EUC-KR that legacy
     Korean Windows files use; only then charset-normalizer's guess. Latin-1 is never a blind fallback
     because it "succeeds" on any bytes and would store Korean as mojibake.
+
+    A file whose byte-order mark promises an encoding its bytes then break is decoded with U+FFFD in
+    place of the bad bytes; ``problems`` (when given) gets a note saying so, for the indexing summary.
     """
     if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)) and len(data) % 4 == 0:
-        return _decode_or_fail(data, "utf-32")
+        return _decode_or_fail(data, "utf-32", problems)
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return _decode_or_fail(data, "utf-16")
+        return _decode_or_fail(data, "utf-16", problems)
     if data.startswith(_UTF8_BOM):
-        return data[len(_UTF8_BOM) :].decode("utf-8", errors="replace")
+        return _decode_or_fail(data[len(_UTF8_BOM) :], "utf-8", problems)
     if b"\x00" in data[:8192]:
         text = utf16_without_bom(data)
         if text is None:
@@ -98,11 +101,15 @@ def utf16_without_bom(data: bytes) -> str | None:
     return text if plausible >= 0.95 * len(sample_text) else None
 
 
-def _decode_or_fail(data: bytes, encoding: str) -> str:
+def _decode_or_fail(data: bytes, encoding: str, problems: list[str] | None = None) -> str:
     try:
         return data.decode(encoding)
     except UnicodeDecodeError:
-        return data.decode(encoding, errors="replace")
+        text = data.decode(encoding, errors="replace")
+        if problems is not None:
+            lost = text.count("\ufffd") - data.decode(encoding, errors="ignore").count("\ufffd")
+            problems.append(f"undecodable bytes: {lost} invalid {encoding} sequence(s) replaced by U+FFFD")
+        return text
 
 
 def html_declared_encoding(data: bytes) -> str | None:

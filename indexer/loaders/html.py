@@ -30,12 +30,13 @@ _EMPTY_HEADING = re.compile(r"#{1,6}")
 def extract(data: bytes) -> tuple[str, str, list[str]]:
     from bs4 import BeautifulSoup
 
-    soup = BeautifulSoup(decode_text(data, html_declared_encoding(data)), "html.parser")
+    problems: list[str] = []
+    soup = BeautifulSoup(decode_text(data, html_declared_encoding(data), problems), "html.parser")
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     if not title:
         h1 = soup.find("h1")
         title = h1.get_text(" ", strip=True) if h1 else ""
-    return title, _html_to_text(soup), []
+    return title, _html_to_text(soup), problems
 
 
 class _Exit:

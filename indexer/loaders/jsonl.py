@@ -22,9 +22,9 @@ _JSONL_RESERVED = frozenset({*JSONL_TEXT_KEYS, *JSONL_ID_KEYS, "title", "metadat
 
 def load_rows(data: bytes, rel: str, base: dict[str, Any]) -> tuple[list[Document], list[str]]:
     """One Document per row; bad rows are reported and skipped unless no row at all is usable."""
-    text, binary_lines = _jsonl_decode(data)
-    docs: list[Document] = []
     problems: list[str] = []
+    text, binary_lines = _jsonl_decode(data, problems)
+    docs: list[Document] = []
     seen: dict[str, int] = {}
     rows = 0
     failures = 0
@@ -82,11 +82,12 @@ def load_rows(data: bytes, rel: str, base: dict[str, Any]) -> tuple[list[Documen
             )
         )
     if not docs and failures and failures == rows:
-        raise LoaderError(f"no usable row in JSONL file ({problems[0]})")
+        first = next(p for p in problems if p.startswith("line "))
+        raise LoaderError(f"no usable row in JSONL file ({first})")
     return docs, problems
 
 
-def _jsonl_decode(data: bytes) -> tuple[str, set[int]]:
+def _jsonl_decode(data: bytes, problems: list[str]) -> tuple[str, set[int]]:
     """The file's text, and the numbers of lines that hold NUL bytes (blanked in the text).
 
     A NUL byte makes a whole text file "binary", but in JSONL it costs only its line: a crashed writer or a
@@ -94,11 +95,11 @@ def _jsonl_decode(data: bytes) -> tuple[str, set[int]]:
     byte-order mark) hold NULs in every ASCII character and are decoded whole.
     """
     if b"\x00" not in data or data.startswith(UNICODE_BOMS) or utf16_without_bom(data) is not None:
-        return decode_text(data), set()
+        return decode_text(data, problems=problems), set()
     lines = data.split(b"\n")
     binary = {number for number, line in enumerate(lines, start=1) if b"\x00" in line}
     kept = b"\n".join(b"" if number in binary else line for number, line in enumerate(lines, start=1))
-    return decode_text(kept), binary
+    return decode_text(kept, problems=problems), binary
 
 
 def _jsonl_row_id(row: dict[str, Any]) -> str | None:

@@ -24,7 +24,8 @@ def extract(data: bytes) -> tuple[str, str, list[str]]:
     Setext headings (underlined with ``===``/``---``) are rewritten as ``#`` lines so the chunker sees
     them too; link and image targets are dropped because URLs are noise for both BM25 and embeddings.
     """
-    text = clean_text(decode_text(data))
+    problems: list[str] = []
+    text = clean_text(decode_text(data, problems=problems))
     title = ""
     match = _FRONT_MATTER.match(text)
     if match:
@@ -64,7 +65,7 @@ def extract(data: bytes) -> tuple[str, str, list[str]]:
         else:
             line = _MD_LINK.sub(r"\1", _MD_IMAGE.sub(r"\1", line))
         out.append(line)
-    return title or _strip_md_inline(first_h1), "\n".join(out), []
+    return title or _strip_md_inline(first_h1), "\n".join(out), problems
 
 
 def _strip_md_inline(text: str) -> str:

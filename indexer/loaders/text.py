@@ -6,4 +6,5 @@ from kret.indexer.loaders.encodings import decode_text
 
 
 def extract(data: bytes) -> tuple[str, str, list[str]]:
-    return "", decode_text(data), []
+    problems: list[str] = []
+    return "", decode_text(data, problems=problems), problems
