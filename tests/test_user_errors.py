@@ -302,6 +302,10 @@ def test_downloads_only_when_allowed(no_network, monkeypatch, tiny_model_dir, tm
     assert r.exit_code == ModelError.exit_code and "--allow-downloads" in r.stderr
     monkeypatch.setenv("KRET_ALLOW_DOWNLOADS", "1")
     assert Kret().registry.allow_downloads is True
+    monkeypatch.delenv("KRET_ALLOW_DOWNLOADS")
+    r = invoke(["--allow-downloads", "index", str(tmp_path / "a.txt"), "-m", "some1/model", "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["added"] == 1 and no_network[-1] == {"repo_id": "some1/model"}
 
 
 def test_ctx_exit_code_reaches_the_shell(monkeypatch):
