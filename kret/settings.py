@@ -37,9 +37,11 @@ def _config_file() -> Path:
 
 
 #: ``KRET_*`` environment variables that are not settings but are still allowed: the config file's
-#: location, the test suite's model cache, and the folder docker compose mounts (docker/README.md).
-#: Any other ``KRET_*`` name that is not a setting is a typo and an error (see ``_check_env_names``).
-NON_SETTING_ENV = frozenset({"KRET_CONFIG", "KRET_TEST_CACHE", "KRET_DOCS_DIR"})
+#: location and the folder docker compose mounts (docker/README.md), plus every name under the prefixes
+#: the test suite and the benchmark scripts use for themselves (``KRET_TEST_CACHE``, ``KRET_BENCH_DATA``,
+#: ...). Any other ``KRET_*`` name that is not a setting is a typo and an error (``_check_env_names``).
+NON_SETTING_ENV = frozenset({"KRET_CONFIG", "KRET_DOCS_DIR"})
+NON_SETTING_PREFIXES = ("KRET_TEST_", "KRET_BENCH_", "KRET_REGRESS_")
 
 #: torch device types kret can embed on; an index after a colon (``cuda:1``) is allowed.
 _DEVICE = re.compile(r"^(cpu|cuda|mps|xpu|npu|hpu)(:\d+)?$")
@@ -200,7 +202,7 @@ def _check_env_names(settings_cls: type[BaseSettings]) -> None:
     known = {f"KRET_{name.upper()}" for name in settings_cls.model_fields} | NON_SETTING_ENV
     for key in os.environ:
         name = key.upper()
-        if name.startswith("KRET_") and name not in known:
+        if name.startswith("KRET_") and name not in known and not name.startswith(NON_SETTING_PREFIXES):
             close = difflib.get_close_matches(name, sorted(known), n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ConfigError(

@@ -43,8 +43,9 @@ def test_unknown_kret_env_variable_is_an_error(monkeypatch):
 
 
 def test_non_setting_env_names_stay_allowed(monkeypatch, tmp_path):
-    """KRET_CONFIG (the config file), KRET_TEST_CACHE (the test suite) and KRET_DOCS_DIR (docker compose)."""
+    """KRET_CONFIG (the config file), KRET_DOCS_DIR (docker compose), the tests' and benchmarks' own names."""
     monkeypatch.setenv("KRET_TEST_CACHE", str(tmp_path))
+    monkeypatch.setenv("KRET_BENCH_DATA", str(tmp_path))
     monkeypatch.setenv("KRET_DOCS_DIR", str(tmp_path))
     cfg = tmp_path / "kret.toml"
     cfg.write_text("prefetch_k = 7\n")
