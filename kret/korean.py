@@ -23,10 +23,12 @@ def configure(workers: int | None) -> None:
     """Set Kiwi's worker threads (``Settings.kiwi_workers``) before the analyser is first built.
 
     ``Kret`` calls this with its settings, so the value comes from ``KRET_KIWI_WORKERS`` / kret.toml like
-    every other knob. Once built, the shared analyser keeps its workers for the life of the process.
+    every other knob. Once built, the shared analyser keeps its workers for the life of the process;
+    ``None`` (the setting's default) leaves an earlier explicit choice in force.
     """
     global _workers
-    _workers = workers
+    if workers is not None:
+        _workers = workers
 
 
 @lru_cache(maxsize=1)

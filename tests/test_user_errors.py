@@ -89,6 +89,7 @@ def test_kiwi_workers_come_from_settings(monkeypatch):
             seen.append(num_workers)
 
     monkeypatch.setattr(kiwipiepy, "Kiwi", FakeKiwi)
+    monkeypatch.setattr(korean, "_workers", None)
     monkeypatch.setenv("KRET_KIWI_WORKERS", "3")
     korean._build.cache_clear()
     try:
@@ -97,7 +98,6 @@ def test_kiwi_workers_come_from_settings(monkeypatch):
         korean._build()
         assert seen == [2]
     finally:
-        korean.configure(None)
         korean._build.cache_clear()
     monkeypatch.setenv("KRET_KIWI_WORKERS", "many")
     with pytest.raises(ConfigError, match="kiwi_workers"):
