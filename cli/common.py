@@ -39,7 +39,10 @@ def run_cli(entry: Callable[..., Any]) -> None:
 
     signal.signal(signal.SIGTERM, _term)
     try:
-        entry(standalone_mode=False)
+        # Without standalone mode click returns a command's ``ctx.exit(code)`` instead of exiting.
+        code = entry(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except KretError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
