@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from kret.engine.search import SearchOptions
 from kret.engine.types import SearchFilter
@@ -108,7 +109,7 @@ class Session:
             else:
                 self.ask(line)
         except KretError as exc:
-            self.err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            self.err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
 
     def ask(self, query: str) -> None:
         from kret.cli.render import print_hits
@@ -129,7 +130,7 @@ class Session:
         shown = time.perf_counter()
         self.queries += 1
         self.err.print(
-            f"[dim]{len(hits)} hits · search {1000 * (searched - started):.1f} ms"
+            f"[dim]{len(hits)} hit{'' if len(hits) == 1 else 's'} · search {1000 * (searched - started):.1f} ms"
             f" + snippets {1000 * (shown - searched):.1f} ms[/]",
             highlight=False,
         )

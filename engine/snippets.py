@@ -12,7 +12,9 @@ query (Kiwi splits both into ``세종``/``대왕`` + the particle), and ``만들
 particle ``이`` or the ending ``었다`` never match anything: exactly the evidence BM25 scored. The marked span
 is the matched morpheme (``세종대왕`` of ``세종대왕이``, ``만들`` of ``만들었다``), not the whole word: it shows
 which part of the word carried the match. Adjacent matched morphemes (``세종`` + ``대왕``) are merged into one
-span.
+span. Kiwi analyses in context, so a compound can split differently in the query and in a long text (``세종대왕``
+as ``세종``/``대왕`` in one, as one proper noun in the other); BM25 then does not match it either, and the
+highlight does not claim it did: it shows what the sparse branch saw, no more.
 
 **Which sentences.** The chunk is split into sentences with Kiwi (one analysis gives sentences and tokens).
 Each sentence is scored by (number of *distinct* query terms it contains, total matches, earlier first); the
