@@ -44,10 +44,9 @@ def hit_records(
     """The ``--json`` form: each hit's own fields (full ``text`` kept), plus ``highlights`` (character offsets
     of the query's matched terms in ``text``) and ``snippet`` (its text, spans into it, and the rule that
     chose it)."""
-    maker = SnippetMaker(query, encoder)
+    snippets = SnippetMaker(query, encoder).make_many([hit.text for hit in hits])
     records = []
-    for hit in hits:
-        snip = maker.make(hit.text)
+    for hit, snip in zip(hits, snippets, strict=True):
         rec = hit.to_dict()
         rec["highlights"] = [list(s) for s in snip.highlights]
         rec["snippet"] = snip.to_dict()
@@ -60,7 +59,7 @@ def hits_table(
 ) -> Table:
     """One row per hit: rank, fused score with per-branch ranks, title/path, and the snippet (or, with
     ``full``, the whole chunk) with the query's matched terms highlighted."""
-    maker = SnippetMaker(query, encoder)
+    snippets = SnippetMaker(query, encoder).make_many([hit.text for hit in hits])
     table = Table(
         show_lines=True, caption="d#/s#: rank in the dense / Kiwi BM25 branch", caption_justify="left"
     )
@@ -68,8 +67,8 @@ def hits_table(
     table.add_column("score", justify="right")
     table.add_column("title / path", max_width=36, overflow="fold")
     table.add_column("text" if full else "why it matched", overflow="fold")
-    for hit in hits:
-        body = marked(hit.text, maker.highlights(hit.text)) if full else snippet_text(maker.make(hit.text))
+    for hit, snip in zip(hits, snippets, strict=True):
+        body = marked(hit.text, snip.highlights) if full else snippet_text(snip)
         where = Text()
         if hit.title:
             where.append(hit.title, style="bold")

@@ -154,3 +154,9 @@ def test_spans_match_highlights_for_many_queries(query):
     s = make_snippet(query, HANGUL, max_chars=50)
     _consistent(s, HANGUL)
     assert len(s.text.replace(ELLIPSIS, "").strip()) <= 60
+
+
+def test_make_many_batches_the_analysis_and_agrees_with_make():
+    texts = [HANGUL, "", "세종대왕이 한글을 만들었다.", "   ", "김치는 발효 음식이다."]
+    maker = SnippetMaker("세종대왕 한글")
+    assert maker.make_many(texts) == [maker.make(t) for t in texts]
