@@ -33,6 +33,15 @@ def marked(text: str, spans: Sequence[tuple[int, int]], style: str = HIGHLIGHT_S
     return out
 
 
+def shown_path(path: str) -> str:
+    """A path under the working directory is shown relative to it (shorter in a narrow column); JSON keeps
+    the stored absolute path."""
+    import os
+
+    cwd = os.getcwd().rstrip(os.sep) + os.sep
+    return path[len(cwd) :] if path.startswith(cwd) else path
+
+
 def branch_ranks(hit: Hit) -> str:
     """``d#1 s#3``: the hit's rank in each branch that found it (a missing branch did not return it)."""
     return " ".join(f"{_BRANCH_ABBR.get(name, name[:1])}#{b.rank}" for name, b in hit.branches.items())
@@ -73,7 +82,7 @@ def hits_table(
         if hit.title:
             where.append(hit.title, style="bold")
             where.append("\n")
-        where.append(hit.path)
+        where.append(shown_path(hit.path))
         score = Text(f"{hit.score:.4f}\n")
         score.append(branch_ranks(hit), style="dim")
         table.add_row(str(hit.rank), score, where, body)
