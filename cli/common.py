@@ -40,10 +40,7 @@ def run_cli(entry: Callable[..., Any]) -> None:
 
     signal.signal(signal.SIGTERM, _term)
     try:
-        # Without standalone mode click returns a command's ``ctx.exit(code)`` instead of exiting.
         code = entry(standalone_mode=False)
-        if isinstance(code, int) and code:
-            sys.exit(code)
     except KretError as exc:
         # escape: a message may hold brackets (pip install 'kret[plot]') that rich would read as markup
         console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
@@ -59,6 +56,10 @@ def run_cli(entry: Callable[..., Any]) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    # Without standalone mode, click returns a command's ``ctx.exit(n)`` instead of raising it: an
+    # interrupted `kret index` (130) would otherwise exit 0.
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 def rich_progress(enabled: bool = True):
