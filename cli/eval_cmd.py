@@ -74,6 +74,10 @@ def eval_run(
     from kret.evaluators.report import render_report
     from kret.evaluators.runner import evaluate_dataset
 
+    if plot_path:  # before the evaluation, not after minutes of it
+        from kret.extras import require_extra
+
+        require_extra("plot", "--plot")
     kr = get_kret(ctx)
     with IndexProgress() as progress:
         report = evaluate_dataset(
