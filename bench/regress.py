@@ -71,6 +71,7 @@ DEFAULT_HOME = REPO / ".kret" / "regress-home"
 OUT_DIR = REPO / "bench" / "out" / "regress"
 SPECIAL_FILES = ("datasets.yaml", "tables.yaml")
 MARKER = re.compile(r"(<!-- (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(?P<close>[ \t]*<!-- /(?P=name) -->)", re.S)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster on ~700 rows
 PLACEHOLDER = re.compile(r"\{\{\s*(?P<id>[^}|]+?)\s*(?:\|\s*(?P<fmt>[^}]+?)\s*)?\}\}")
 
 
@@ -96,7 +97,9 @@ class Row:
     def check(self, measured: float) -> bool:
         if self.rel_tol is not None:
             e = abs(self.expected)
-            return abs(measured - self.expected) <= self.rel_tol * e and abs(measured) >= e / (1 + self.rel_tol)
+            return abs(measured - self.expected) <= self.rel_tol * e and abs(measured) >= e / (
+                1 + self.rel_tol
+            )
         return abs(measured - self.expected) <= (self.tol or 0.0) + 1e-12
 
     def tolerance_text(self) -> str:
@@ -136,20 +139,31 @@ class Suite:
 
 
 _ROW_KEYS = {"id", "expected", "key", "regex", "tol", "rel_tol", "speed", "fmt"}
-_RUN_KEYS = {"id", "command", "rows", "tags", "dataset", "source", "minutes", "needs", "requires_model",
-             "requires_module", "note"}
+_RUN_KEYS = {
+    "id",
+    "command",
+    "rows",
+    "tags",
+    "dataset",
+    "source",
+    "minutes",
+    "needs",
+    "requires_model",
+    "requires_module",
+    "note",
+}
 
 
 def load_suite(folder: Path = REGRESSIONS) -> Suite:
     """Read and validate every YAML file; a mistake names its file and the run or row it is in."""
-    datasets = yaml.safe_load((folder / "datasets.yaml").read_text(encoding="utf-8"))["datasets"]
-    blocks = yaml.safe_load((folder / "tables.yaml").read_text(encoding="utf-8"))["blocks"]
+    datasets = yaml.load((folder / "datasets.yaml").read_text(encoding="utf-8"), Loader=_LOADER)["datasets"]
+    blocks = yaml.load((folder / "tables.yaml").read_text(encoding="utf-8"), Loader=_LOADER)["blocks"]
     runs: dict[str, Run] = {}
     rows: dict[str, Row] = {}
     for path in sorted(folder.glob("*.yaml")):
         if path.name in SPECIAL_FILES:
             continue
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER) or {}
         defaults = doc.get("defaults", {})
         for raw in doc.get("runs", []):
             where = f"{path.name}: run {raw.get('id')!r}"
@@ -179,9 +193,7 @@ def load_suite(folder: Path = REGRESSIONS) -> Suite:
                 row.expected = float(row.expected)
                 rows[row.id] = row
                 run_rows.append(row)
-            runs[raw["id"]] = Run(
-                file=path, rows=run_rows, **{k: v for k, v in raw.items() if k != "rows"}
-            )
+            runs[raw["id"]] = Run(file=path, rows=run_rows, **{k: v for k, v in raw.items() if k != "rows"})
     for run in runs.values():
         for need in run.needs:
             if need not in runs:
@@ -230,7 +242,9 @@ def check_dataset(suite: Suite, name: str, data_root: Path, verified: dict[str, 
                 break
             got = sha256_file(f)
             if got != digest:
-                reason = f"dataset {name}: {rel} has sha256 {got[:16]}…, the regression expects {digest[:16]}…"
+                reason = (
+                    f"dataset {name}: {rel} has sha256 {got[:16]}…, the regression expects {digest[:16]}…"
+                )
                 break
     verified[name] = reason
     return reason
@@ -288,7 +302,9 @@ class RowResult:
         return None if self.measured is None else self.measured - self.row.expected
 
 
-def execute(run: Run, suite: Suite, args: argparse.Namespace, verified: dict) -> tuple[list[RowResult], float]:
+def execute(
+    run: Run, suite: Suite, args: argparse.Namespace, verified: dict
+) -> tuple[list[RowResult], float]:
     def all_rows(status: str, reason: str) -> list[RowResult]:
         return [RowResult(r, status, reason=reason) for r in run.rows]
 
@@ -329,7 +345,9 @@ def execute(run: Run, suite: Suite, args: argparse.Namespace, verified: dict) ->
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
-        return all_rows("ERROR", f"exit {proc.returncode} after {seconds:.0f} s ({log}): {' | '.join(tail)}"), seconds
+        return all_rows(
+            "ERROR", f"exit {proc.returncode} after {seconds:.0f} s ({log}): {' | '.join(tail)}"
+        ), seconds
     report = None
     if run.source == "out":
         try:
@@ -392,14 +410,16 @@ def record(results: list[RowResult], with_speed: bool) -> list[str]:
     changed = []
     for res in results:
         row = res.row
-        if res.measured is None or (row.speed and not with_speed) or res.measured == row.expected:
+        if res.measured is None or (row.speed and not with_speed):
             continue
-        text = row.file.read_text(encoding="utf-8")
-        line_re = re.compile(r"^(.*\bid: " + re.escape(row.id) + r",.*\bexpected: )([-+0-9.eE]+)(.*)$", re.M)
         if row.fmt == "raw" or row.fmt.endswith("d"):
             new_value = Row.render(row, res.measured, "raw")
         else:  # as many decimals as the docs print: that is the precision the row claims
             new_value = format(res.measured, row.fmt.replace(",", "").replace("+", ""))
+        if float(new_value) == row.expected:
+            continue
+        text = row.file.read_text(encoding="utf-8")
+        line_re = re.compile(r"^(.*\bid: " + re.escape(row.id) + r",.*\bexpected: )([-+0-9.eE]+)(.*)$", re.M)
         text, n = line_re.subn(lambda m, v=new_value: m.group(1) + v + m.group(3), text, count=1)
         if n != 1:
             raise RegressError(f"{row.file.name}: cannot find the line of row {row.id!r} to re-record")
@@ -463,7 +483,9 @@ def render_all(suite: Suite, results_path: Path, check: bool) -> list[str]:
         new = MARKER.sub(sub, text)
         missing = set(bodies) - seen
         if missing:
-            raise RegressError(f"{rel}: no markers for {sorted(missing)} (add <!-- NAME --> ... <!-- /NAME -->)")
+            raise RegressError(
+                f"{rel}: no markers for {sorted(missing)} (add <!-- NAME --> ... <!-- /NAME -->)"
+            )
         if new != text:
             changed.append(rel)
             if not check:
@@ -510,7 +532,10 @@ def cmd_run(suite: Suite, args: argparse.Namespace) -> int:
         if args.home.resolve() != DEFAULT_HOME.resolve() and not args.force_fresh:
             raise RegressError(f"--fresh on a home regress.py does not own ({args.home}): add --force-fresh")
         shutil.rmtree(args.home / "collections", ignore_errors=True)
-    print(f"{len(runs)} runs, home {args.home}, data {args.data_root}, load {os.getloadavg()[0]:.2f}", flush=True)
+    print(
+        f"{len(runs)} runs, home {args.home}, data {args.data_root}, load {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
     commit = git_commit()
     verified: dict[str, str | None] = {}
     all_results: list[tuple[RowResult, float]] = []
@@ -528,7 +553,11 @@ def cmd_run(suite: Suite, args: argparse.Namespace) -> int:
     for res, _ in all_results:
         key = res.status + (" speed" if res.row.speed and res.status == "FAIL" else "")
         counts[key] = counts.get(key, 0) + 1
-    print("summary: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + f"  (results: {args.results})")
+    print(
+        "summary: "
+        + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+        + f"  (results: {args.results})"
+    )
     if args.record:
         changed = record([r for r, _ in all_results], args.record_speed)
         print(f"re-recorded {len(changed)} expected values")
