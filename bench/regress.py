@@ -53,6 +53,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -323,25 +324,34 @@ def execute(
     out = OUT_DIR / f"{run.id}.json"
     log = OUT_DIR / f"{run.id}.log"
     out.unlink(missing_ok=True)
-    command = run.command.format(
-        dataset=shlex.quote(str(data_path)) if data_path else "",
-        out=shlex.quote(str(out)),
-        home=shlex.quote(str(args.home)),
-        data_root=shlex.quote(str(args.data_root)),
-    )
+    values = {
+        "dataset": shlex.quote(str(data_path)) if data_path else "",
+        "out": shlex.quote(str(out)),
+        "home": shlex.quote(str(args.home)),
+        "data_root": shlex.quote(str(args.data_root)),
+    }
+    # Only these placeholders: a command may hold other braces (JSON, Python dict literals).
+    command = re.sub(r"\{(dataset|out|home|data_root)\}", lambda m: values[m.group(1)], run.command)
     print(f"== {run.id}: {command}", flush=True)
     t0 = time.perf_counter()
     with open(log, "w", encoding="utf-8") as fh:
-        proc = subprocess.run(
+        # Own process group, so a timeout stops the whole command (bash, kret, its workers), not just bash.
+        proc = subprocess.Popen(
             ["bash", "-o", "pipefail", "-c", command],
             cwd=REPO,
             env=run_env(args.home),
             stdout=subprocess.PIPE,
             stderr=fh,
             text=True,
-            timeout=args.timeout * 60 if args.timeout else None,
+            start_new_session=True,
         )
-        fh.write("\n--- stdout ---\n" + proc.stdout)
+        try:
+            stdout, _ = proc.communicate(timeout=args.timeout * 60 if args.timeout else None)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            return all_rows("ERROR", f"timed out after {args.timeout} min ({log})"), time.perf_counter() - t0
+        fh.write("\n--- stdout ---\n" + stdout)
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
@@ -358,12 +368,12 @@ def execute(
     for row in run.rows:
         try:
             if row.regex is not None:
-                m = re.search(row.regex, proc.stdout, re.M)
+                m = re.search(row.regex, stdout, re.M)
                 if not m:
                     raise KeyError(f"regex {row.regex!r} not in the output")
                 measured = float(m.group(1))
             else:
-                measured = lookup(report if report is not None else json.loads(proc.stdout), row.key)
+                measured = lookup(report if report is not None else json.loads(stdout), row.key)
         except (KeyError, ValueError, IndexError, TypeError) as e:
             results.append(RowResult(row, "ERROR", reason=f"cannot read the value: {e}"))
             continue
@@ -390,6 +400,8 @@ def save_results(path: Path, results: list[tuple[RowResult, float]], commit: str
     date = datetime.now(timezone.utc).isoformat(timespec="seconds")
     load = round(os.getloadavg()[0], 2)
     for res, seconds in results:
+        if res.status == "SKIP" and res.row.id in data["rows"]:
+            continue  # a skip measured nothing: the last real result stands
         data["rows"][res.row.id] = {
             "status": res.status,
             "measured": res.measured,

@@ -116,3 +116,42 @@ def test_cheapest_regression_reproduces(tmp_path):
     rows = json.loads(results.read_text(encoding="utf-8"))["rows"]
     assert rows and all(v["status"] == "OK" for v in rows.values()), rows
     assert rows[f"{CHEAPEST}/kret_ndcg@10"]["measured"] == pytest.approx(0.9140, abs=0.0005)
+
+
+def test_execute_reads_rows_and_reports_errors_and_timeouts(regress, tmp_path):
+    """The run path end to end on stand-in commands (no benchmark): OK, FAIL, an unreadable row, a timeout."""
+    folder = tmp_path / "regressions"
+    folder.mkdir()
+    (folder / "datasets.yaml").write_text("datasets: {}\n", encoding="utf-8")
+    (folder / "tables.yaml").write_text("blocks: []\n", encoding="utf-8")
+    (folder / "t.yaml").write_text(
+        "runs:\n"
+        "  - id: t.echo\n    tags: [cheap]\n    source: stdout\n"
+        "    command: echo 'ndcg 0.9001'; echo 'count 7'\n    rows:\n"
+        "      - {id: t.echo/ndcg, regex: 'ndcg ([0-9.]+)', expected: 0.9000, tol: 0.0005}\n"
+        "      - {id: t.echo/count, regex: 'count (\\d+)', expected: 8, tol: 0, fmt: d}\n"
+        "      - {id: t.echo/absent, regex: 'nope ([0-9]+)', expected: 1, tol: 0}\n"
+        "  - id: t.json\n    tags: [cheap]\n"
+        '    command: "echo \'{\\"m\\": {\\"x\\": 2.5}}\' > {out}"\n    rows:\n'
+        "      - {id: t.json/x, key: m.x, expected: 2.0, rel_tol: 0.5, speed: true, fmt: raw}\n"
+        "  - id: t.slow\n    tags: [cheap]\n    source: stdout\n    command: sleep 30\n    rows:\n"
+        "      - {id: t.slow/x, regex: 'x (\\d)', expected: 1, tol: 0}\n"
+        "  - id: t.fails\n    tags: [cheap]\n    source: stdout\n    command: echo boom >&2; exit 3\n    rows:\n"
+        "      - {id: t.fails/x, regex: 'x (\\d)', expected: 1, tol: 0}\n",
+        encoding="utf-8",
+    )
+    suite = regress.load_suite(folder)
+    args = type("Args", (), {"home": tmp_path / "home", "data_root": tmp_path, "timeout": 0.02})()
+
+    def statuses(run_id):
+        results, _ = regress.execute(suite.runs[run_id], suite, args, {})
+        return [(r.status, r.measured) for r in results], results
+
+    got, _ = statuses("t.echo")
+    assert got == [("OK", 0.9001), ("FAIL", 7.0), ("ERROR", None)]
+    got, _ = statuses("t.json")
+    assert got == [("OK", 2.5)]
+    got, results = statuses("t.slow")
+    assert got == [("ERROR", None)] and "timed out" in results[0].reason
+    got, results = statuses("t.fails")
+    assert got == [("ERROR", None)] and "exit 3" in results[0].reason and "boom" in results[0].reason
