@@ -46,8 +46,9 @@ def main() -> None:
         from kret.evaluators.runner import eval_collection_name
 
         ds = load_beir(args.dataset)
+        serving = f"{kr.settings.runtime}-{kr.settings.precision}"  # as evaluators/runner.py names it
         args.collection = args.collection or eval_collection_name(
-            ds, kr.resolve_model().fingerprint, kr.settings.chunk_tokens
+            ds, kr.resolve_model().fingerprint, kr.settings.chunk_tokens, serving
         )
         args.queries = args.queries or args.dataset / "queries.jsonl"
     if not args.collection or not args.queries:

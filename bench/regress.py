@@ -264,7 +264,8 @@ def lookup(data: Any, dotted: str) -> float:
 
 def run_env(home: Path) -> dict[str, str]:
     """The commands see a clean kret environment: no developer KRET_* settings, no kret.toml, no server."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KRET_") or k == "KRET_TORCH_THREADS"}
+    keep = ("KRET_THREADS", "KRET_TORCH_THREADS")  # thread counts change speed, not results
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KRET_") or k in keep}
     env.update(KRET_HOME=str(home), KRET_CONFIG=str(home / "no-kret.toml"), HF_HUB_OFFLINE="1")
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     return env
