@@ -7,6 +7,7 @@ from rich.table import Table
 
 from kret import __version__
 from kret.cli.common import IndexProgress, console, get_kret, out, print_json, run_cli
+from kret.cli.options import search_options
 from kret.engine.types import SearchFilter
 from kret.errors import UserInputError
 
@@ -94,15 +95,7 @@ def _parse_where(items: tuple[str, ...]) -> dict[str, str]:
 @click.argument("query")
 @click.option("-k", "--top-k", "k", default=10, show_default=True, type=click.IntRange(1, 1000))
 @click.option("-c", "--collection", help="Collection to search.")
-@click.option("--mode", type=click.Choice(["dense", "sparse", "hybrid"]), help="Default: hybrid (settings).")
-@click.option(
-    "--fusion", type=click.Choice(["rrf", "dbsf"]), help="How hybrid fuses its branches (default dbsf)."
-)
-@click.option(
-    "--prefetch-k", type=click.IntRange(1, 10000), help="Candidates per branch before fusion (default 100)."
-)
-@click.option("--dense-weight", type=float, help="RRF weight of the dense branch (with --fusion rrf).")
-@click.option("--sparse-weight", type=float, help="RRF weight of the Kiwi BM25 branch (with --fusion rrf).")
+@search_options
 @click.option("--path", "path_prefix", help="Only documents under this path prefix.")
 @click.option("--glob", "path_glob", help="Only documents whose path matches this glob, e.g. '*.md'.")
 @click.option("--type", "types", multiple=True, help="Only these file types (md, pdf, …); repeatable.")
@@ -119,11 +112,7 @@ def search(
     query,
     k,
     collection,
-    mode,
-    fusion,
-    prefetch_k,
-    dense_weight,
-    sparse_weight,
+    search_opts,
     path_prefix,
     path_glob,
     types,
@@ -147,12 +136,8 @@ def search(
         k,
         collection=collection,
         model=model,
-        mode=mode,
         filter=flt,
-        fusion=fusion,
-        prefetch_k=prefetch_k,
-        dense_weight=dense_weight,
-        sparse_weight=sparse_weight,
+        **search_opts,
     )
     if as_json:
         for h in hits:
