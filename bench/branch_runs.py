@@ -39,7 +39,9 @@ def main() -> None:
     info = kr.resolve_model()
     name = eval_collection_name(ds, info.fingerprint, kr.settings.chunk_tokens)
     t0 = time.perf_counter()
-    summary = kr.index([args.dataset / "corpus.jsonl"], collection=name, model=info.source or info.path, mirror=True)
+    summary = kr.index(
+        [args.dataset / "corpus.jsonl"], collection=name, model=info.source or info.path, mirror=True
+    )
     print(f"{ds.name}: indexed in {time.perf_counter() - t0:.0f}s ({summary.added} added)", flush=True)
 
     searcher = kr.open(name)
