@@ -348,7 +348,7 @@ def _register_optional_commands() -> None:
     """Eval and train commands live in their own modules; they register themselves on the group."""
     import importlib
 
-    for mod in ("kret.cli.eval_cmd", "kret.cli.train_cmd"):
+    for mod in ("kret.cli.eval_cmd", "kret.cli.train_cmd", "kret.cli.tune_cmd"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:
