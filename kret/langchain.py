@@ -495,6 +495,8 @@ class KretRetriever(BaseRetriever):
     # requests -----------------------------------------------------------------------------------------
     def _options(self, overrides: Mapping[str, Any]) -> SearchOptions:
         values = {key: getattr(self, key) for key in _OPTION_KEYS}
+        if overrides.get("fusion") not in (None, self.fusion) and overrides.get("fusion_params") is None:
+            values["fusion_params"] = None  # the retriever's parameters belong to its own fusion method
         values.update({key: v for key, v in overrides.items() if v is not None})
         k = values["k"]
         if isinstance(k, bool) or not isinstance(k, numbers.Integral):
