@@ -65,6 +65,44 @@ def load(prefix: str) -> tuple[str, list[BranchRun]]:
     return Path(prefix).name, runs
 
 
+def signals(prefix: str) -> None:
+    import math
+
+    from scipy.stats import spearmanr
+
+    from kret.engine.sparse import term_id
+
+    name, runs = load(prefix)
+    meta = json.loads(Path(f"{prefix}.meta.json").read_text())
+    n_docs, df = meta["n_points_with_terms"], {int(k): v for k, v in meta["df"].items()}
+    with gzip.open(f"{prefix}.branches.jsonl.gz", "rt", encoding="utf-8") as fh:
+        terms = [set(json.loads(line)["terms"]) for line in fh]
+
+    def idf(t: str) -> float:
+        n = df.get(term_id(t), 0)
+        return math.log(1 + (n_docs - n + 0.5) / (n + 0.5))
+
+    table = WeightedDbsfTable(runs)
+    diff = score_method(runs, branch_fuser("sparse")).values("ndcg@10") - score_method(
+        runs, branch_fuser("dense")
+    ).values("ndcg@10")
+    feats = {
+        "gap (sparse − dense top margin)": table.feats["gap"],
+        "agree (top-10 overlap)": table.feats["agree"],
+        "n_terms": np.array([r.n_terms for r in runs], dtype=float),
+        "mean IDF": np.array([np.mean([idf(t) for t in ts]) if ts else 0.0 for ts in terms]),
+        "IDF mass (sum)": np.array([sum(idf(t) for t in ts) for ts in terms]),
+    }
+    print(f"## {name}: signal vs NDCG@10(sparse) − NDCG@10(dense), {len(runs)} queries")
+    for label, f in feats.items():
+        rho, p = spearmanr(f, diff)
+        lo, hi = np.quantile(f, [1 / 3, 2 / 3])
+        print(
+            f"| {label} | ρ {rho:+.3f} (p {p:.3f}) | low tercile {diff[f <= lo].mean():+.4f} "
+            f"| high tercile {diff[f > hi].mean():+.4f} |"
+        )
+
+
 def per_query_params(
     n: int, parts: list[np.ndarray], fitted: list[dict[str, float]]
 ) -> list[dict[str, float]]:
@@ -80,7 +118,18 @@ def main() -> None:
     ap.add_argument("prefixes", nargs="+")
     ap.add_argument("--json", type=Path, help="Write every number (and the fitted parameters) here.")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--signals",
+        action="store_true",
+        help="Only print how each query-time signal (and the query's IDF mass, from the dump's df table) "
+        "relates to which branch wins: Spearman with NDCG@10(sparse) − NDCG@10(dense), and that difference "
+        "in the signal's low and high terciles.",
+    )
     args = ap.parse_args()
+    if args.signals:
+        for prefix in args.prefixes:
+            signals(prefix)
+        return
 
     sets = dict(load(p) for p in args.prefixes)
     tables = {name: WeightedDbsfTable(runs) for name, runs in sets.items()}
