@@ -37,7 +37,9 @@ def main() -> None:
     ds = load_beir(args.dataset)
     kr = Kret()
     info = kr.resolve_model()
-    name = eval_collection_name(ds, info.fingerprint, kr.settings.chunk_tokens)
+    name = eval_collection_name(
+        ds, info.fingerprint, kr.settings.chunk_tokens, f"{kr.settings.runtime}-{kr.settings.precision}"
+    )
     t0 = time.perf_counter()
     summary = kr.index(
         [args.dataset / "corpus.jsonl"], collection=name, model=info.source or info.path, mirror=True

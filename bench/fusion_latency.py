@@ -33,7 +33,11 @@ def main() -> None:
     ds = load_beir(__import__("pathlib").Path(args.dataset))
     kr = Kret()
     info = kr.resolve_model()
-    searcher = kr.open(eval_collection_name(ds, info.fingerprint, kr.settings.chunk_tokens))
+    searcher = kr.open(
+        eval_collection_name(
+            ds, info.fingerprint, kr.settings.chunk_tokens, f"{kr.settings.runtime}-{kr.settings.precision}"
+        )
+    )
     try:
         texts = [ds.queries[q] for q in list(ds.queries)[: args.n]]
         dense = searcher.embedder.encode_queries(texts)
