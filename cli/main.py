@@ -7,6 +7,7 @@ from rich.table import Table
 
 from kret import __version__
 from kret.cli.common import IndexProgress, console, get_kret, out, print_json, run_cli
+from kret.cli.options import search_options
 from kret.engine.types import SearchFilter
 from kret.errors import StoreError, UserInputError
 from kret.indexer.loaders import source_types
@@ -120,15 +121,7 @@ def _parse_where(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--full", is_flag=True, help="Print whole chunks instead of the sentences that matched.")
 @click.option("-k", "--top-k", "k", default=10, show_default=True, type=click.IntRange(1, 1000))
 @click.option("-c", "--collection", help="Collection to search.")
-@click.option("--mode", type=click.Choice(["dense", "sparse", "hybrid"]), help="Default: hybrid (settings).")
-@click.option(
-    "--fusion", type=click.Choice(["rrf", "dbsf"]), help="How hybrid fuses its branches (default dbsf)."
-)
-@click.option(
-    "--prefetch-k", type=click.IntRange(1, 10000), help="Candidates per branch before fusion (default 100)."
-)
-@click.option("--dense-weight", type=float, help="RRF weight of the dense branch (with --fusion rrf).")
-@click.option("--sparse-weight", type=float, help="RRF weight of the Kiwi BM25 branch (with --fusion rrf).")
+@search_options
 @click.option("--path", "path_prefix", help="Only documents under this path prefix.")
 @click.option("--glob", "path_glob", help="Only documents whose path matches this glob, e.g. '*.md'.")
 @click.option(
@@ -152,11 +145,7 @@ def search(
     full,
     k,
     collection,
-    mode,
-    fusion,
-    prefetch_k,
-    dense_weight,
-    sparse_weight,
+    search_opts,
     path_prefix,
     path_glob,
     types,
@@ -181,8 +170,7 @@ def search(
     if interactive or query is None:
         from kret.cli.interactive import start_prompt
 
-        options = dict(k=k, mode=mode, fusion=fusion, prefetch_k=prefetch_k)
-        options.update(dense_weight=dense_weight, sparse_weight=sparse_weight)
+        options = dict(k=k, **search_opts)
         start_prompt(kr, collection, model, flt, options, full=full, as_json=as_json)
         return
     hits = kr.search(
@@ -190,12 +178,8 @@ def search(
         k,
         collection=collection,
         model=model,
-        mode=mode,
         filter=flt,
-        fusion=fusion,
-        prefetch_k=prefetch_k,
-        dense_weight=dense_weight,
-        sparse_weight=sparse_weight,
+        **search_opts,
     )
     from kret.cli.render import print_hits
 
@@ -394,7 +378,7 @@ def _register_optional_commands() -> None:
     """Eval and train commands live in their own modules; they register themselves on the group."""
     import importlib
 
-    for mod in ("kret.cli.eval_cmd", "kret.cli.train_cmd", "kret.cli.doctor"):
+    for mod in ("kret.cli.eval_cmd", "kret.cli.train_cmd", "kret.cli.doctor", "kret.cli.tune_cmd"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:
