@@ -15,12 +15,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from kret.engine.fusion import QdrantFusion
 from kret.engine.store import (
     CHUNK_KEYS,
     DENSE,
     INTEGER_INDEXES,
     KEYWORD_INDEXES,
     MANIFEST_ID,
+    PART_KIND,
+    PENDING_KIND,
     SPARSE,
     Backend,
     Condition,
@@ -29,10 +32,9 @@ from kret.engine.store import (
     QuerySpec,
     RawHit,
     Store,
-    attach_branches,
-    branch_plan,
     manifest_point,
     marker_point,
+    state_point,
 )
 from kret.engine.types import SparseVec, StoredPoint
 from kret.errors import CollectionNotFoundError, IndexInUseError, StoreError, UserInputError
@@ -132,8 +134,34 @@ class EdgeStore(Store):
     def read_manifest(self) -> dict[str, Any]:
         recs = self._call("retrieve", [MANIFEST_ID], with_payload=True, with_vector=False)
         if not recs:
-            raise StoreError(f"collection {self.name} has no manifest (not created by kret?)")
+            raise StoreError(self._missing_manifest())
         return json.loads(recs[0].payload["data"])
+
+    def _missing_manifest(self) -> str:
+        """Why no manifest was found: a damaged shard (say which files are gone) or a foreign one.
+
+        Qdrant finds points through each segment's id tracker; without its files a segment's points
+        (the manifest among them) are invisible although their payloads are still on disk, which is
+        damage to report as such, not a folder "not created by kret".
+        """
+        missing = []
+        for segment in sorted((self.path / "segments").glob("*/")):
+            names = {f.name for f in segment.iterdir()}
+            stem = "mutable_id_tracker" if any(n.startswith("mutable_id_tracker") for n in names) else ""
+            stem = stem or ("id_tracker" if any(n.startswith("id_tracker") for n in names) else "")
+            if not stem:
+                missing.append(f"{segment.name}: id tracker (mutable_id_tracker.mappings/.versions)")
+                continue
+            gone = [f"{stem}.{ext}" for ext in ("mappings", "versions") if f"{stem}.{ext}" not in names]
+            if gone:
+                missing.append(f"{segment.name}: {', '.join(gone)}")
+        where = f"collection {self.name!r} ({self.path.name})"
+        if missing:
+            return (
+                f"{where} is damaged: its manifest is unreachable because segment files are missing "
+                f"({'; '.join(missing)}); restore the folder from a backup or rebuild the collection"
+            )
+        return f"{where} has no manifest (not created by kret?)"
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         self._upsert([manifest_point(manifest)])
@@ -198,6 +226,29 @@ class EdgeStore(Store):
                 q.UpdateOperation.delete_points_by_filter(self._filter([Condition("doc_id", list(doc_ids))]))
             )
 
+    def pending_documents(self) -> dict[str, DocState]:
+        out: dict[str, DocState] = {}
+        for rec in self._scroll([Condition("kind", PENDING_KIND)], with_vectors=False, batch=2048):
+            pl = rec.payload or {}
+            out[pl["doc_id"]] = DocState(
+                pl["doc_id"],
+                pl.get("doc_hash", ""),
+                pl.get("path", ""),
+                pl.get("n_chunks", 0),
+                pl.get("lex_len", 0),
+            )
+        return out
+
+    def write_part(self, state: DocState, points: Sequence[StoredPoint]) -> None:
+        # One operation: a part is there with its pending marker, or not at all.
+        self._upsert([*points, state_point(state, PENDING_KIND)])
+
+    def commit_parts(self, state: DocState) -> None:
+        q = _edge()
+        parts = self._filter([Condition("doc_id", state.doc_id), Condition("kind", PART_KIND)])
+        self._update(q.UpdateOperation.set_payload_by_filter(parts, {"kind": "chunk"}))
+        self._upsert([state_point(state, "doc")])
+
     # reading --------------------------------------------------------------------------------------
     def _scroll(self, conditions: Sequence[Condition], *, with_vectors: bool, batch: int) -> Iterator[Any]:
         q = _edge()
@@ -249,13 +300,13 @@ class EdgeStore(Store):
         )
         return self._call("count", q.CountRequest(exact=True, filter=flt)) > 0
 
-    def query(self, spec: QuerySpec) -> list[RawHit]:
+    def _run_branches(
+        self, spec: QuerySpec, branches: list[str], fusion: QdrantFusion | None
+    ) -> tuple[dict[str, list[tuple[str, float]]], list[RawHit]]:
         q = _edge()
-        branches = branch_plan(spec)
-        if not branches:
-            return []
         flt = self._filter(spec.conditions)
         params = q.SearchParams(exact=True) if spec.exact else None
+        hybrid = len(branches) > 1
 
         def nearest(branch: str):
             if branch == "dense":
@@ -267,20 +318,21 @@ class EdgeStore(Store):
 
         requests = [
             q.QueryRequest(
-                limit=spec.prefetch_k if len(branches) > 1 else spec.limit,
+                limit=spec.prefetch_k if hybrid else spec.limit,
                 query=nearest(b),
                 filter=flt,
                 params=params,
-                with_payload=spec.with_payload and len(branches) == 1,
+                with_payload=spec.with_payload and not hybrid,
             )
             for b in branches
         ]
-        if len(branches) > 1:
-            if spec.fusion == "dbsf":
-                fusion = q.Fusion.Dbsf()
+        if fusion is not None:
+            if fusion.kind == "dbsf":
+                query = q.Fusion.Dbsf()
             else:
-                weights = list(spec.weights) if spec.weights != (1.0, 1.0) else None
-                fusion = q.Fusion.Rrf(k=spec.rrf_k, weights=weights)
+                query = q.Fusion.Rrf(
+                    k=fusion.k, weights=None if fusion.weights is None else list(fusion.weights)
+                )
             prefetches = [
                 q.Prefetch(limit=spec.prefetch_k, query=nearest(b), filter=flt, params=params)
                 for b in branches
@@ -289,7 +341,7 @@ class EdgeStore(Store):
                 q.QueryRequest(
                     limit=spec.limit,
                     prefetches=prefetches,
-                    query=fusion,
+                    query=query,
                     filter=flt,
                     with_payload=spec.with_payload,
                 )
@@ -298,9 +350,16 @@ class EdgeStore(Store):
         branch_lists = {
             b: [(str(p.id), float(p.score)) for p in res] for b, res in zip(branches, results, strict=False)
         }
+        if hybrid and fusion is None:
+            return branch_lists, []
         final = results[-1]
-        hits = [RawHit(id=str(p.id), score=float(p.score), payload=p.payload or {}) for p in final]
-        return attach_branches(hits, branch_lists)
+        return branch_lists, [
+            RawHit(id=str(p.id), score=float(p.score), payload=p.payload or {}) for p in final
+        ]
+
+    def _payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        recs = self._call("retrieve", list(ids), with_payload=True, with_vector=False)
+        return {str(r.id): r.payload or {} for r in recs}
 
 
 class EdgeBackend(Backend):
@@ -321,7 +380,16 @@ class EdgeBackend(Backend):
         pointer = self._dir(name) / "CURRENT"
         if not pointer.is_file():
             return None
-        version = pointer.read_text().strip()
+        try:
+            version = pointer.read_bytes().decode("ascii").strip()
+        except UnicodeDecodeError:
+            version = "\ufffd"
+        if version and not _VERSION_RE.match(version):
+            # Damage (or a foreign file): never follow it as a path, never decode garbage into a traceback.
+            raise StoreError(
+                f"collection {name!r} is damaged: {pointer} should name a version like v0001; "
+                "write the live version's name into it, or remove the collection"
+            )
         return version or None
 
     def versions(self, name: str) -> list[str]:

@@ -140,15 +140,23 @@ class ModelRegistry:
             name=meta.get("name") or path.name, path=resolved, fingerprint=fp, lineage=meta, source=resolved
         )
 
-    def _hub(self, name: str) -> ModelInfo:
-        try:
-            from huggingface_hub import snapshot_download
+    #: Whether ``_hub`` may download a model that is not in the local hub cache (``Settings.allow_downloads``,
+    #: set by ``Kret``). Off by default: a typo such as ``-m e5small`` must not reach the network.
+    allow_downloads: bool = False
 
+    def _hub(self, name: str) -> ModelInfo:
+        from huggingface_hub import snapshot_download
+
+        try:
             local = snapshot_download(repo_id=name, local_files_only=True)
         except Exception:
+            if not self.allow_downloads:
+                raise ModelError(
+                    f"model {name!r} is not a registry version, a folder, or a cached hub model (see `kret "
+                    "models list`); to download it from the Hugging Face hub, pass --allow-downloads or set "
+                    "KRET_ALLOW_DOWNLOADS=1"
+                ) from None
             try:
-                from huggingface_hub import snapshot_download
-
                 local = snapshot_download(repo_id=name)
             except Exception as exc:
                 raise ModelError(

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from kret import korean
 from kret.engine.collection import (
     Collection,
     build_manifest,
@@ -31,13 +32,60 @@ from kret.engine.search import Searcher, SearchOptions
 from kret.engine.sparse import KiwiBM25Encoder
 from kret.engine.store import Backend
 from kret.engine.types import Hit, SearchFilter
-from kret.errors import EmptyQueryError, LoaderError, ModelMismatchError
+from kret.errors import EmptyQueryError, KretError, LoaderError, UserInputError
 from kret.indexer.chunker import Chunker, ChunkingParams
 from kret.indexer.document import Document
-from kret.indexer.loaders import discover, load_file
+from kret.indexer.loaders import discover, load_file, load_file_report, skipped_entries, source_types
 from kret.settings import Settings, load_settings
 
 ProgressFn = Callable[..., None]
+
+
+def _no_chunks(doc: Document) -> dict[str, str]:
+    """The summary row of a document that has text but gave no chunk (e.g. markdown of headings only).
+
+    Its marker is stored, so an unchanged file is not re-chunked on every run, but it is reported as
+    skipped on every run, never counted as added or unchanged: nothing of it can be found by a search.
+    """
+    label = doc.path if doc.source_type != "jsonl" else f"{doc.path}#{doc.doc_id.rsplit('#', 1)[-1]}"
+    return {"path": label, "reason": "no indexable text (0 chunks)"}
+
+
+#: ``collections show`` reads back at most this many chunks' vectors (~150 MB at 384 dimensions).
+VECTOR_CHECK_LIMIT = 100_000
+
+
+def vector_health(coll: Collection, limit: int = VECTOR_CHECK_LIMIT) -> dict[str, Any]:
+    """Read stored dense vectors back: present, of the manifest's dimension, finite, not all zero.
+
+    Counts and document markers come from payloads, so a damaged vector file leaves them intact; only
+    reading the vectors shows it (as NaN, missing vectors, or a store error on a truncated file).
+    """
+    import numpy as np
+
+    from kret.errors import StoreError
+
+    dimension = coll.manifest["dimension"]
+    checked = bad = 0
+    first = ""
+    try:
+        for point in coll.store.scroll_chunks(with_vectors=True):
+            if checked >= limit:
+                break
+            checked += 1
+            vec = None if point.dense is None else np.asarray(point.dense, dtype=np.float64)
+            if vec is None or vec.shape != (dimension,) or not np.isfinite(vec).all() or not vec.any():
+                bad += 1
+                first = first or point.id
+    except StoreError as exc:
+        return {"ok": False, "checked": checked, "problem": str(exc)}
+    out: dict[str, Any] = {"ok": bad == 0, "checked": checked}
+    if bad:
+        out["problem"] = (
+            f"{bad} of {checked} chunk(s) have a missing, wrong-sized or non-finite dense vector "
+            f"(first: {first})"
+        )
+    return out
 
 
 class Kret:
@@ -46,6 +94,8 @@ class Kret:
     def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
         self.settings = settings if settings is not None else load_settings(**overrides)
         self.registry = ModelRegistry(self.settings.models_dir, self.settings.cache_dir)
+        self.registry.allow_downloads = self.settings.allow_downloads
+        korean.configure(self.settings.kiwi_workers)
         self._backend: Backend | None = None
         self._embedders: dict[tuple[str, str, str, str], Embedder] = {}
 
@@ -132,8 +182,10 @@ class Kret:
             return info
         try:
             info = self.registry.resolve(built.get("source") or built["name"])
-        except Exception as exc:
-            raise ModelMismatchError(
+        except KretError as exc:
+            # Same error type (a missing folder stays a ModelError, a broken registry a RegistryError),
+            # with the collection's side of the story added; anything else is a bug and keeps its traceback.
+            raise type(exc)(
                 f"collection {coll.name!r} was built with model {built['name']} ({built['fingerprint'][:12]}), "
                 f"which cannot be loaded here: {exc}"
             ) from None
@@ -245,18 +297,21 @@ class Kret:
         for path, _root in files:
             resolved = path.resolve()
             try:
-                loaded = load_file(resolved, Path(resolved.anchor))
+                loaded, problems = load_file_report(resolved, Path(resolved.anchor))
             except LoaderError as exc:
                 summary.failed += 1
                 summary.failures.append({"path": str(path), "reason": str(exc)})
-                loaded = []
+                loaded, problems = [], []
+            summary.skipped.extend(skipped_entries(str(path), loaded, problems))
             for d in loaded:
                 docs[d.doc_id] = d
             if progress:
                 progress(stage="read", advance=1)
         if not files:
-            summary.warnings.append("no supported files found (txt, md, html, pdf, docx, hwp, hwpx, jsonl)")
+            summary.warnings.append(f"no supported files found ({', '.join(source_types())})")
         states = coll.store.doc_states()
+        # Large documents an interrupted run left in parts: resumed below, or pruned with their files.
+        pending = coll.store.pending_documents()
         todo = []
         for doc_id, d in docs.items():
             old = states.get(doc_id)
@@ -264,14 +319,16 @@ class Kret:
                 todo.append((d, "added"))
             elif old.doc_hash != d.content_hash:
                 todo.append((d, "updated"))
+            elif old.n_chunks == 0:
+                summary.skipped.append(_no_chunks(d))
             else:
                 summary.unchanged += 1
         gone: list[str] = []
         if mirror and not summary.failed:
-            gone = [doc_id for doc_id in states if doc_id not in docs]
+            gone = [doc_id for doc_id in {**pending, **states} if doc_id not in docs]
         elif prune:
             roots = sorted({str(r.resolve()) for _, r in files})
-            for doc_id, st in states.items():
+            for doc_id, st in {**pending, **states}.items():
                 if doc_id not in docs and any(
                     st.path.startswith(r.rstrip("/") + "/") or st.path == r for r in roots
                 ):
@@ -284,7 +341,8 @@ class Kret:
             emb,
             self.encoder_for(coll.manifest),
             self.chunker_for(emb, coll.manifest),
-            batch_chunks=self.settings.embed_batch_size * 4,
+            batch_tokens=self.settings.embed_batch_tokens,
+            part_chars=self.settings.large_doc_chars,
         )
         try:
             summary.chunks = ingestor.write([d for d, _ in todo], states, progress=progress)
@@ -293,7 +351,18 @@ class Kret:
             done = coll.store.doc_states() if todo else states
             for doc_id, kind in kinds.items():
                 if doc_id in done and done[doc_id].doc_hash == docs[doc_id].content_hash:
-                    setattr(summary, kind, getattr(summary, kind) + 1)
+                    if done[doc_id].n_chunks == 0:  # stored (its old chunks are gone) but unsearchable
+                        summary.skipped.append(_no_chunks(docs[doc_id]))
+                    else:
+                        setattr(summary, kind, getattr(summary, kind) + 1)
+            missed = {d for d in kinds if d not in done or done[d].doc_hash != docs[d].content_hash}
+            if missed:
+                for doc_id, st in coll.store.pending_documents().items():
+                    if doc_id in missed and st.doc_hash == docs[doc_id].content_hash and st.n_chunks:
+                        summary.warnings.append(
+                            f"{st.path}: large document stopped after {st.n_chunks} chunks; they are kept "
+                            "(not searchable yet) and the next `kret index` resumes there"
+                        )
         if gone:
             coll.store.delete_documents(gone)
             summary.deleted = len(gone)
@@ -318,9 +387,8 @@ class Kret:
         switch (a pointer swap on Edge, an alias swap on a server); the old version stays until ``gc``.
         Pass ``reader`` when this process already holds the collection open (Edge allows one opener).
         """
-        from kret.engine.store import DocumentWrite
+        from kret.engine.ingest import reembed
         from kret.engine.types import StoredPoint
-        from kret.indexer.document import Chunk
 
         name = collection or self.settings.collection
         started = time.perf_counter()
@@ -359,48 +427,9 @@ class Kret:
                 by_doc.setdefault(p.payload["doc_id"], []).append(p)
             if progress:
                 progress(stage="embed", total=len(by_doc))
-            doc_ids = sorted(by_doc)
-            batch = max(self.settings.embed_batch_size * 4, 16)
-            i = 0
-            while i < len(doc_ids):
-                group, size = [], 0
-                while i < len(doc_ids) and size < batch:
-                    group.append(doc_ids[i])
-                    size += len(by_doc[doc_ids[i]])
-                    i += 1
-                chunk_points = [
-                    p for d in group for p in sorted(by_doc[d], key=lambda p: p.payload["chunk_index"])
-                ]
-                texts = [
-                    Chunk(
-                        p.payload["doc_id"],
-                        p.payload["chunk_index"],
-                        p.payload.get("text", ""),
-                        p.payload.get("title", ""),
-                        p.payload.get("heading", ""),
-                    ).embed_text
-                    for p in chunk_points
-                ]
-                dense = emb.encode_passages(texts)
-                fresh = {
-                    p.id: StoredPoint(p.id, dense[j].tolist(), p.sparse, p.payload)
-                    for j, p in enumerate(chunk_points)
-                }
-                writes = []
-                for d in group:
-                    st = states.get(d)
-                    writes.append(
-                        DocumentWrite(
-                            d,
-                            st.doc_hash if st else "",
-                            st.path if st else by_doc[d][0].payload.get("path", ""),
-                            [fresh[p.id] for p in by_doc[d]],
-                            lex_len=st.lex_len if st else 0,
-                        )
-                    )
-                store.write_documents(writes)
-                if progress:
-                    progress(stage="embed", advance=len(group), chunks=len(chunk_points))
+            reembed(
+                store, emb, by_doc, states, batch_tokens=self.settings.embed_batch_tokens, progress=progress
+            )
             store.finalize()
         except BaseException:
             store.close()
@@ -457,6 +486,59 @@ class Kret:
         finally:
             searcher.collection.close()
 
+    # fusion calibration ---------------------------------------------------------------------------------
+    def tune(
+        self,
+        collection: str | None = None,
+        *,
+        queries: str | Path | None = None,
+        dataset: str | Path | None = None,
+        split: str = "dev",
+        folds: int = 5,
+        seed: int = 0,
+        store: bool = True,
+        force: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ):
+        """Calibrate a collection's hybrid fusion on labelled queries (``kret tune``).
+
+        ``queries``: a file as ``kret train finetune`` takes; ``dataset``: a BEIR folder (qrels/<split>.tsv)
+        whose corpus the collection holds. Returns ``evaluators.tune.TuneResult``; the choice is written to
+        the collection's manifest only when its cross-validated gain is significant (or ``force``).
+        """
+        from kret.evaluators import tune as tuning
+
+        if (queries is None) == (dataset is None):
+            raise UserInputError("give labelled queries: either a queries file or a BEIR dataset folder")
+        searcher = self.open(collection)
+        try:
+            if dataset is not None:
+                data = tuning.labelled_from_dataset(dataset, split)
+            else:
+                data = tuning.labelled_from_queries_file(queries, searcher)
+            return tuning.tune_searcher(
+                searcher,
+                data,
+                n_folds=folds,
+                seed=seed,
+                prefetch_k=self.settings.prefetch_k,
+                store=store,
+                force=force,
+                progress=progress,
+            )
+        finally:
+            searcher.collection.close()
+
+    def reset_tuning(self, collection: str | None = None) -> dict[str, Any] | None:
+        """Remove a collection's fusion calibration; returns the removed entry, or None if it had none."""
+        from kret.evaluators.tune import reset_tuning
+
+        searcher = self.open(collection)
+        try:
+            return reset_tuning(searcher)
+        finally:
+            searcher.collection.close()
+
     # collections ----------------------------------------------------------------------------------------
     def collections(self) -> list[dict[str, Any]]:
         """Every collection's info; one held open by another process is listed with ``in_use`` only.
@@ -474,9 +556,11 @@ class Kret:
                 out.append({"name": name, "version": self.backend.live_version(name), "in_use": True})
         return out
 
-    def collection_info(self, name: str) -> dict[str, Any]:
+    def collection_info(self, name: str, *, check_vectors: bool = False) -> dict[str, Any]:
+        """The manifest and sizes; with ``check_vectors``, also read the stored dense vectors back and
+        report under ``"vectors"`` whether they are whole (``kret collections show`` does)."""
         with open_collection(self.backend, name) as coll:
-            return {
+            info = {
                 "name": name,
                 "version": coll.version,
                 "versions": self.backend.versions(name),
@@ -488,7 +572,11 @@ class Kret:
                 "chunking": coll.manifest["chunking"],
                 "prompts": coll.manifest["prompts"],
                 "created_at": coll.manifest.get("created_at"),
+                "fusion": coll.manifest.get("fusion"),
             }
+            if check_vectors:
+                info["vectors"] = vector_health(coll)
+            return info
 
     def remove_collection(self, name: str) -> None:
         if self.backend.live_version(name) is None and not self.backend.versions(name):
