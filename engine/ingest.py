@@ -97,7 +97,9 @@ class IndexSummary:
         }
 
 
-def chunk_payload(doc: Document, chunk: Chunk) -> dict[str, Any]:
+def chunk_payload(doc: Document, chunk: Chunk, doc_hash: str | None = None) -> dict[str, Any]:
+    """A chunk point's payload. Pass ``doc_hash`` when writing many chunks of one document: the content
+    hash is recomputed over the whole text on every access (a 50 MB file has ~40k chunks)."""
     return {
         "kind": "chunk",
         "doc_id": doc.doc_id,
@@ -107,7 +109,7 @@ def chunk_payload(doc: Document, chunk: Chunk) -> dict[str, Any]:
         "heading": chunk.heading,
         "path": doc.path,
         "source_type": doc.source_type,
-        "doc_hash": doc.content_hash,
+        "doc_hash": doc_hash if doc_hash is not None else doc.content_hash,
         "mtime": doc.mtime,
         "meta": doc.metadata,
     }
@@ -213,16 +215,19 @@ class Ingestor:
             out = []
             for o in done:
                 doc, cs = wave[o]
+                doc_hash = doc.content_hash
                 a, b = starts[o], starts[o + 1]
                 sparse = self.encoder.encode_documents(terms[a:b], avgdl)
                 points = [
-                    StoredPoint(c.chunk_id, vectors[a + j].tolist(), sparse[j], chunk_payload(doc, c))
+                    StoredPoint(
+                        c.chunk_id, vectors[a + j].tolist(), sparse[j], chunk_payload(doc, c, doc_hash)
+                    )
                     for j, c in enumerate(cs)
                 ]
                 out.append(
                     DocumentWrite(
                         doc.doc_id,
-                        doc.content_hash,
+                        doc_hash,
                         doc.path,
                         points,
                         lex_len=sum(len(t) for t in terms[a:b]),
@@ -260,14 +265,15 @@ class Ingestor:
     def _write_large(
         self, doc: Document, pending: DocState | None, stats: _LexStats, progress: ProgressFn | None
     ) -> int:
-        resume = pending is not None and pending.doc_hash == doc.content_hash
+        doc_hash = doc.content_hash
+        resume = pending is not None and pending.doc_hash == doc_hash
         if resume:
-            state = DocState(doc.doc_id, doc.content_hash, doc.path, pending.n_chunks, pending.lex_len)
+            state = DocState(doc.doc_id, doc_hash, doc.path, pending.n_chunks, pending.lex_len)
             stats.add(state.n_chunks, state.lex_len)
         else:
             # Old version, stale parts and pending marker of this document: the rewrite starts clean.
             self.store.delete_documents([doc.doc_id])
-            state = DocState(doc.doc_id, doc.content_hash, doc.path, 0, 0)
+            state = DocState(doc.doc_id, doc_hash, doc.path, 0, 0)
         if progress:
             where = (
                 f", resuming after {state.n_chunks} chunks already stored"
@@ -315,7 +321,7 @@ class Ingestor:
                 progress(stage="embed", chunks=len(batch), tokens=_tokens_text(lengths, batch))
         points = []
         for c, vec, sv in zip(part, dense, sparse, strict=True):
-            payload = chunk_payload(doc, c)
+            payload = chunk_payload(doc, c, state.doc_hash)
             payload["kind"] = PART_KIND
             points.append(StoredPoint(c.chunk_id, vec.tolist(), sv, payload))
         state.n_chunks = part[-1].chunk_index + 1
