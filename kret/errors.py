@@ -78,3 +78,13 @@ class TrainingError(KretError):
 
 class RegistryError(KretError):
     """A model version is unknown, or cannot be removed because a collection uses it."""
+
+
+class CollectionNameError(UserInputError):
+    """A collection name is not a plain name (it would reach the filesystem or the server as a path)."""
+
+
+class DiskSpaceError(StoreError):
+    """Not enough free disk space to write safely: refused before Qdrant maps files it could not back."""
+
+    exit_code = 9
