@@ -7,10 +7,12 @@ version it was building stays behind as an orphan. Nothing in Python can catch t
 *before* Edge gets there.
 
 What Edge pre-allocates (measured with qdrant-edge-py on this machine, ``bench/reliability.py --measure``):
-a new shard is 133 MiB of apparent size but ~1 MiB allocated — two 32 MiB WAL segments (``wal/open-1``,
+a bare new shard is 133 MiB of apparent size but ~1 MiB allocated — two 32 MiB WAL segments (``wal/open-1``,
 ``open-2``), two 32 MiB pages (``payload_storage/page_0.dat``, ``vector_storage-lex/store/page_0.dat``) and
-1 MiB trackers/flags, independent of the vector size. Every byte of those files that is not yet backed can
-become a SIGBUS, so the checks count it as needed.
+1 MiB trackers/flags. A kret version (six payload indexes, the manifest point, hence the first 32 MiB dense
+vector chunk ``chunk_0.mmap`` and 2-4 MiB index pages) is 207.5 MiB apparent, 0.3 MiB allocated, for 384-
+and 32-dim vectors alike. Every byte of those files that is not yet backed can become a SIGBUS, so the
+checks count it as needed.
 
 The rule (``required_*``; the numbers are deliberately conservative, a refusal costs a re-run while a
 SIGBUS costs the run and leaves an orphan):
@@ -32,7 +34,7 @@ from kret.engine.types import StoredPoint
 from kret.errors import DiskSpaceError
 
 MiB = 1 << 20
-SHARD_PREALLOC_BYTES = 133 * MiB
+SHARD_PREALLOC_BYTES = 208 * MiB
 HEADROOM_BYTES = 64 * MiB
 BATCH_FACTOR = 3
 
@@ -90,12 +92,18 @@ def _mib(n: int) -> str:
     return f"{n / MiB:.0f} MiB"
 
 
-def ensure_free(path: Path, needed: int, what: str, *, free: int | None = None) -> None:
-    """Raise a one-line ``DiskSpaceError`` when the filesystem at ``path`` has less than ``needed`` free."""
+NOTHING_CHANGED = "nothing was changed"
+
+
+def ensure_free(
+    path: Path, needed: int, what: str, *, free: int | None = None, outcome: str = NOTHING_CHANGED
+) -> None:
+    """Raise a one-line ``DiskSpaceError`` when the filesystem at ``path`` has less than ``needed`` free;
+    ``outcome`` tells the user what state the refusal leaves behind."""
     available = free_bytes(path) if free is None else free
     if available < needed:
         raise DiskSpaceError(
             f"not enough free disk space to {what}: {_mib(available)} free at {path}, {_mib(needed)} needed "
-            "(Qdrant Edge pre-allocates its files); nothing was changed — free some space "
+            f"(Qdrant Edge pre-allocates its files); {outcome} — free some space "
             "(`kret gc` removes old and orphan versions) and run the command again"
         )

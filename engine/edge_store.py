@@ -147,6 +147,8 @@ class EdgeStore(Store):
             self.path,
             diskspace.required_for_finalize(allocated, unbacked),
             f"build the search index of collection {self.name!r}",
+            outcome="the documents written so far are stored and searchable, but the search index (HNSW) "
+            "was not built (a reindex discards its new version)",
         )
         self._call("optimize")
         self._call("flush")
