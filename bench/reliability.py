@@ -227,6 +227,7 @@ def scenario_index_kills(work: Path, model: str, trials: int, docs: int, rng: ra
         row.trials += 1
         home = work / f"ik{t}"
         when = kill_at_random(cmd, home, home / "collections" / NAME / "v0001", horizon, rng)
+        print(f"index-kill trial {t}: {when}", file=sys.stderr, flush=True)
         state = inspect(home)
         if state["partial"]:
             row.fail(f"trial {t} ({when}): {len(state['partial'])} partial documents after the kill")
@@ -269,6 +270,7 @@ def scenario_reindex_kills(work: Path, model: str, trials: int, docs: int, rng: 
         home = work / f"rk{t}"
         shutil.copytree(base, home)
         when = kill_at_random(cmd, home, home / "collections" / NAME / "v0002", horizon, rng)
+        print(f"reindex-kill trial {t}: {when}", file=sys.stderr, flush=True)
         state = inspect(home)
         if state["partial"] or expected - state["complete"]:
             row.fail(f"trial {t} ({when}): live version incomplete after the kill")
@@ -495,17 +497,26 @@ def run_all(
     gc_trials: int,
     docs: int,
     seed: int = 0,
+    report=None,
 ) -> list[Row]:
+    """Every scenario in turn; ``report(row)`` is called as each one ends (a long run on a loaded machine
+    still leaves the finished rows behind if it is stopped)."""
     rng = random.Random(seed)
-    rows = [scenario_adversarial(work, model)]
+    steps = []
     if races:
-        rows.append(scenario_race(work, model, races, docs))
+        steps.append(lambda: scenario_race(work, model, races, docs))
     if gc_trials:
-        rows.append(scenario_gc_during_reindex(work, model, gc_trials, docs))
-    if index_kills:
-        rows.append(scenario_index_kills(work, model, index_kills, docs, rng))
+        steps.append(lambda: scenario_gc_during_reindex(work, model, gc_trials, docs))
     if reindex_kills:
-        rows.append(scenario_reindex_kills(work, model, reindex_kills, docs, rng))
+        steps.append(lambda: scenario_reindex_kills(work, model, reindex_kills, docs, rng))
+    if index_kills:
+        steps.append(lambda: scenario_index_kills(work, model, index_kills, docs, rng))
+    steps.append(lambda: scenario_adversarial(work, model))
+    rows = []
+    for step in steps:
+        rows.append(step())
+        if report:
+            report(rows[-1])
     return rows
 
 
@@ -553,6 +564,7 @@ def main() -> None:
             gc_trials=args.gc_trials,
             docs=args.docs,
             seed=args.seed,
+            report=lambda row: (print_table([row]), sys.stdout.flush()),
         )
     finally:
         if not args.work:

@@ -14,9 +14,13 @@ vector chunk ``chunk_0.mmap`` and 2-4 MiB index pages) is 207.5 MiB apparent, 0.
 and 32-dim vectors alike. Every byte of those files that is not yet backed can become a SIGBUS, so the
 checks count it as needed.
 
+Opening an existing shard on a full disk is a SIGBUS too (measured: ``kret index`` into a collection on a
+full tmpfs, and a reader opening it, both died on load), so opening is checked as well.
+
 The rule (``required_*``; the numbers are deliberately conservative, a refusal costs a re-run while a
 SIGBUS costs the run and leaves an orphan):
 - new version: the shard's pre-allocation + ``HEADROOM``;
+- opening a shard: its not-yet-backed bytes + one WAL segment (32 MiB);
 - write batch: the shard's not-yet-backed bytes + ``BATCH_FACTOR`` x the batch's estimated size (the WAL
   record, then the same data in segment storage, plus slack) + ``HEADROOM`` (Edge may map a fresh 32 MiB
   WAL segment and a fresh storage page during the write);
@@ -36,6 +40,7 @@ from kret.errors import DiskSpaceError
 MiB = 1 << 20
 SHARD_PREALLOC_BYTES = 208 * MiB
 HEADROOM_BYTES = 64 * MiB
+WAL_SEGMENT_BYTES = 32 * MiB
 BATCH_FACTOR = 3
 
 
@@ -78,6 +83,11 @@ def batch_bytes(points: Iterable[StoredPoint]) -> int:
 
 def required_for_new_version() -> int:
     return SHARD_PREALLOC_BYTES + HEADROOM_BYTES
+
+
+def required_for_open(unbacked: int) -> int:
+    """Loading a shard may touch any mapped page and replay the WAL into a fresh segment file."""
+    return unbacked + WAL_SEGMENT_BYTES
 
 
 def required_for_batch(unbacked: int, batch: int) -> int:

@@ -89,6 +89,12 @@ class EdgeStore(Store):
                 f"index {self.path} is already open in this process (an open Searcher or retriever): "
                 "reuse it or close it first — embedded Qdrant Edge allows one opener"
             )
+        # Loading a shard touches its memory-mapped, pre-allocated files: on a full disk that is a SIGBUS
+        # in this process (measured: open on a full tmpfs killed both the indexer and a reader).
+        _allocated, unbacked = diskspace.shard_usage(self.path)
+        diskspace.ensure_free(
+            self.path, diskspace.required_for_open(unbacked), f"open collection {self.name!r}"
+        )
         try:
             self._shard = q.EdgeShard.load(str(self.path))
         except Exception as exc:

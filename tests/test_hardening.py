@@ -320,6 +320,7 @@ def test_threshold_logic() -> None:
         ds.required_for_batch(10 * ds.MiB, 1000) == 10 * ds.MiB + ds.BATCH_FACTOR * 1000 + ds.HEADROOM_BYTES
     )
     assert ds.required_for_finalize(5, 7) == 12 + ds.HEADROOM_BYTES
+    assert ds.required_for_open(3) == 3 + ds.WAL_SEGMENT_BYTES
     p = StoredPoint("id", [0.0] * 384, SparseVec([1, 2], [0.5, 0.5]), {"text": "가" * 100})
     size = ds.batch_bytes([p])
     assert 384 * 4 + 16 + 300 <= size <= 384 * 4 + 16 + 300 + 200  # vectors + UTF-8 payload + bookkeeping
@@ -386,12 +387,17 @@ def test_full_disk_mid_index_keeps_the_previous_state(small_tmpfs, tiny_model_di
     r = kret_cli(home, "index", str(more), "-c", "c", "-m", str(tiny_model_dir))
     assert r.returncode == 9, (r.returncode, r.stderr[-500:])
     assert "not enough free disk space" in r.stderr and not reliability.has_traceback(r.stderr)
+    # still full: opening the collection here is refused too, with the same line (it used to be a SIGBUS)
+    from kret.api import Kret
+
+    with pytest.raises(DiskSpaceError):
+        Kret(home=home).search("문서", collection="c")
+    (mount / "ballast").unlink()
     after = reliability.inspect(home, "c")
     assert (
         after["live"] == before["live"] and after["complete"] == before["complete"] and not after["partial"]
     )
     assert after["orphans"] == 0
-    (mount / "ballast").unlink()
     assert kret_cli(home, "index", str(more), "-c", "c", "-m", str(tiny_model_dir)).returncode == 0
 
 
