@@ -39,7 +39,7 @@ def run_cli(entry: Callable[..., Any]) -> None:
 
     signal.signal(signal.SIGTERM, _term)
     try:
-        entry(standalone_mode=False)
+        code = entry(standalone_mode=False)
     except KretError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
@@ -54,6 +54,10 @@ def run_cli(entry: Callable[..., Any]) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    # Without standalone mode, click returns a command's ``ctx.exit(n)`` instead of raising it: an
+    # interrupted `kret index` (130) would otherwise exit 0.
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 def rich_progress(enabled: bool = True):

@@ -8,7 +8,8 @@ from rich.table import Table
 from kret import __version__
 from kret.cli.common import IndexProgress, console, get_kret, out, print_json, run_cli
 from kret.engine.types import SearchFilter
-from kret.errors import UserInputError
+from kret.errors import StoreError, UserInputError
+from kret.indexer.loaders import source_types
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -16,20 +17,33 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="kret")
 @click.option("--home", envvar=None, help="Where kret keeps models and collections (env KRET_HOME).")
+@click.option(
+    "--allow-downloads",
+    is_flag=True,
+    default=None,
+    help="Let -m name a Hugging Face hub model that is not cached yet and download it "
+    "(env KRET_ALLOW_DOWNLOADS); without it an unknown model name never touches the network.",
+)
 @click.pass_context
-def cli(ctx: click.Context, home: str | None) -> None:
+def cli(ctx: click.Context, home: str | None, allow_downloads: bool | None) -> None:
     """kret — Korean retrieval for RAG.
 
     \b
     Typical session:
-      kret index ./docs                  # index a folder (txt md html pdf docx hwp hwpx jsonl)
+      kret index ./docs                  # index a folder ({formats})
       kret search "한국의 수도는?"         # hybrid search: Kiwi BM25 + multilingual-e5, fused
       kret eval ../data/korquad-dev      # score the pipeline on a BEIR dataset
       kret train pretrain --wiki DUMP    # adapt the model on Korean Wikipedia title/body pairs
 
     Settings come from flags, KRET_* environment variables and ./kret.toml (see README).
     """
-    ctx.ensure_object(dict)["overrides"] = {"home": home} if home else {}
+    overrides: dict[str, object] = {"home": home} if home is not None else {}
+    if allow_downloads:
+        overrides["allow_downloads"] = True
+    ctx.ensure_object(dict)["overrides"] = overrides
+
+
+cli.help = (cli.help or "").replace("{formats}", " ".join(source_types()))  # from the loader registry
 
 
 # index ---------------------------------------------------------------------------------------------------
@@ -64,7 +78,8 @@ def _print_summary(s) -> None:
     state = "[yellow]interrupted[/]" if s.interrupted else "[green]done[/]"
     console.print(
         f"{state}: collection [bold]{s.collection}[/] — added {s.added}, updated {s.updated}, "
-        f"unchanged {s.unchanged}, deleted {s.deleted}, failed {s.failed}; {s.chunks} chunks in {s.seconds:.1f}s "
+        f"unchanged {s.unchanged}, deleted {s.deleted}, failed {s.failed}, skipped {len(s.skipped)}; "
+        f"{s.chunks} chunks in {s.seconds:.1f}s "
         f"(model {s.model})",
         highlight=False,
     )
@@ -75,6 +90,13 @@ def _print_summary(s) -> None:
         table.add_column("path")
         table.add_column("reason")
         for f in s.failures:
+            table.add_row(f["path"], f["reason"])
+        console.print(table)
+    if s.skipped:
+        table = Table(title="skipped (nothing to index)", show_lines=False)
+        table.add_column("path", overflow="fold")  # a path cut short with "…" cannot be found
+        table.add_column("reason")
+        for f in s.skipped:
             table.add_row(f["path"], f["reason"])
         console.print(table)
 
@@ -105,7 +127,9 @@ def _parse_where(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--sparse-weight", type=float, help="RRF weight of the Kiwi BM25 branch (with --fusion rrf).")
 @click.option("--path", "path_prefix", help="Only documents under this path prefix.")
 @click.option("--glob", "path_glob", help="Only documents whose path matches this glob, e.g. '*.md'.")
-@click.option("--type", "types", multiple=True, help="Only these file types (md, pdf, …); repeatable.")
+@click.option(
+    "--type", "types", multiple=True, help=f"Only these file types ({', '.join(source_types())}); repeatable."
+)
 @click.option(
     "--where", "where", multiple=True, help="Payload match key=value (JSONL fields too); repeatable."
 )
@@ -221,8 +245,11 @@ def collections_list(ctx, as_json) -> None:
 @click.argument("name")
 @click.pass_context
 def collections_show(ctx, name) -> None:
-    """Everything the collection's manifest records."""
-    print_json(get_kret(ctx).collection_info(name))
+    """Everything the collection's manifest records, and whether its stored vectors read back whole."""
+    info = get_kret(ctx).collection_info(name, check_vectors=True)
+    print_json(info)
+    if not info["vectors"]["ok"]:
+        raise StoreError(f"collection {name!r} is damaged: {info['vectors']['problem']}")
 
 
 @collections.command("rm")

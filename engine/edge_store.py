@@ -163,8 +163,34 @@ class EdgeStore(Store):
     def read_manifest(self) -> dict[str, Any]:
         recs = self._call("retrieve", [MANIFEST_ID], with_payload=True, with_vector=False)
         if not recs:
-            raise StoreError(f"collection {self.name} has no manifest (not created by kret?)")
+            raise StoreError(self._missing_manifest())
         return json.loads(recs[0].payload["data"])
+
+    def _missing_manifest(self) -> str:
+        """Why no manifest was found: a damaged shard (say which files are gone) or a foreign one.
+
+        Qdrant finds points through each segment's id tracker; without its files a segment's points
+        (the manifest among them) are invisible although their payloads are still on disk, which is
+        damage to report as such, not a folder "not created by kret".
+        """
+        missing = []
+        for segment in sorted((self.path / "segments").glob("*/")):
+            names = {f.name for f in segment.iterdir()}
+            stem = "mutable_id_tracker" if any(n.startswith("mutable_id_tracker") for n in names) else ""
+            stem = stem or ("id_tracker" if any(n.startswith("id_tracker") for n in names) else "")
+            if not stem:
+                missing.append(f"{segment.name}: id tracker (mutable_id_tracker.mappings/.versions)")
+                continue
+            gone = [f"{stem}.{ext}" for ext in ("mappings", "versions") if f"{stem}.{ext}" not in names]
+            if gone:
+                missing.append(f"{segment.name}: {', '.join(gone)}")
+        where = f"collection {self.name!r} ({self.path.name})"
+        if missing:
+            return (
+                f"{where} is damaged: its manifest is unreachable because segment files are missing "
+                f"({'; '.join(missing)}); restore the folder from a backup or rebuild the collection"
+            )
+        return f"{where} has no manifest (not created by kret?)"
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         self._upsert([manifest_point(manifest)])
@@ -440,12 +466,14 @@ class EdgeBackend(Backend):
         if not pointer.is_file():
             return None
         try:
-            version = pointer.read_text(encoding="ascii").strip()
-        except (OSError, UnicodeDecodeError):
-            raise StoreError(f"the pointer {pointer} is unreadable (not written by kret?)") from None
+            version = pointer.read_bytes().decode("ascii").strip()
+        except UnicodeDecodeError:
+            version = "\ufffd"
         if version and not _VERSION_RE.match(version):
+            # Damage (or a foreign file): never follow it as a path, never decode garbage into a traceback.
             raise StoreError(
-                f"the pointer {pointer} names {version[:40]!r}, not a version (not written by kret?)"
+                f"collection {name!r} is damaged: {pointer} should name a version like v0001; "
+                "write the live version's name into it, or remove the collection"
             )
         return version or None
 

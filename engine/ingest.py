@@ -39,6 +39,9 @@ class IndexSummary:
     deleted: int = 0
     failed: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
+    # Inputs read without error that gave nothing to index (empty file, no text layer, only markup,
+    # 0 chunks) and parts of files left out (a JSONL line as ``path:line``), each with its reason.
+    skipped: list[dict[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     chunks: int = 0
     seconds: float = 0.0
@@ -54,6 +57,7 @@ class IndexSummary:
             "deleted": self.deleted,
             "failed": self.failed,
             "failures": self.failures,
+            "skipped": self.skipped,
             "warnings": self.warnings,
             "chunks": self.chunks,
             "seconds": round(self.seconds, 3),

@@ -140,15 +140,23 @@ class ModelRegistry:
             name=meta.get("name") or path.name, path=resolved, fingerprint=fp, lineage=meta, source=resolved
         )
 
-    def _hub(self, name: str) -> ModelInfo:
-        try:
-            from huggingface_hub import snapshot_download
+    #: Whether ``_hub`` may download a model that is not in the local hub cache (``Settings.allow_downloads``,
+    #: set by ``Kret``). Off by default: a typo such as ``-m e5small`` must not reach the network.
+    allow_downloads: bool = False
 
+    def _hub(self, name: str) -> ModelInfo:
+        from huggingface_hub import snapshot_download
+
+        try:
             local = snapshot_download(repo_id=name, local_files_only=True)
         except Exception:
+            if not self.allow_downloads:
+                raise ModelError(
+                    f"model {name!r} is not a registry version, a folder, or a cached hub model (see `kret "
+                    "models list`); to download it from the Hugging Face hub, pass --allow-downloads or set "
+                    "KRET_ALLOW_DOWNLOADS=1"
+                ) from None
             try:
-                from huggingface_hub import snapshot_download
-
                 local = snapshot_download(repo_id=name)
             except Exception as exc:
                 raise ModelError(
@@ -246,9 +254,16 @@ class ModelRegistry:
         return info
 
     def register(
-        self, src_dir: Path, *, base: ModelInfo | None, lineage: dict[str, Any], prefix: str = "kret"
+        self,
+        src_dir: Path,
+        *,
+        base: ModelInfo | None,
+        lineage: dict[str, Any],
+        prefix: str = "kret",
+        export: bool = True,
     ) -> ModelInfo:
-        """Move a freshly trained model folder into the registry as a new version with its lineage."""
+        """Move a freshly trained model folder into the registry as a new version with its lineage, and
+        export it to OpenVINO IR (``<version>/openvino/``; see ``kret.engine.runtimes.export``)."""
         self.models_dir.mkdir(parents=True, exist_ok=True)
         version = f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
         n = 1
@@ -269,6 +284,11 @@ class ModelRegistry:
             os.replace(src_dir, self._version_dir(version))
         except OSError:  # another filesystem (EXDEV): copy, then remove the source
             shutil.move(str(src_dir), str(self._version_dir(version)))
+        if export:
+            # Trained versions are served by OpenVINO like the default model, without a manual step.
+            from kret.engine.runtimes.export import export_registered
+
+            self.update_lineage(version, openvino_export=export_registered(self.get(version)))
         return self.get(version)
 
     def update_lineage(self, version: str, **fields: Any) -> None:

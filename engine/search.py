@@ -8,9 +8,10 @@ first), so they run inside Qdrant's payload indexes, not on a truncated result l
 from __future__ import annotations
 
 import fnmatch
+import numbers
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from kret.engine.sparse import KiwiBM25Encoder
 from kret.engine.store import CHUNK_KEYS, INTEGER_INDEXES, KEYWORD_INDEXES, Condition, QuerySpec, RawHit
 from kret.engine.types import Hit, SearchFilter
 from kret.errors import EmptyQueryError, UnknownFilterKeyError, UserInputError
-from kret.settings import FusionKind, SearchMode, Settings
+from kret.indexer.loaders import canonical_source_type, source_types
+from kret.settings import FusionKind, SearchMode, Settings, positive_finite
 
 _MODES = ("dense", "sparse", "hybrid")
 
@@ -47,6 +49,12 @@ class SearchOptions:
             dense_weight=settings.dense_weight,
             sparse_weight=settings.sparse_weight,
         )
+        unknown = sorted(set(overrides) - {f.name for f in fields(cls)})
+        if unknown:  # a misspelt option (``fusoin="rrf"``) must not silently leave the default in force
+            raise TypeError(
+                f"unknown search option(s) {', '.join(unknown)} "
+                f"(options: {', '.join(f.name for f in fields(cls))})"
+            )
         for key, value in overrides.items():
             if value is not None:
                 setattr(base, key, value)
@@ -54,16 +62,60 @@ class SearchOptions:
         return base
 
     def validate(self) -> None:
+        """The checks every search goes through, whether options came from flags, settings or code."""
         if self.mode not in _MODES:
             raise UserInputError(f"unknown search mode {self.mode!r} (choose dense, sparse or hybrid)")
         if self.fusion not in ("rrf", "dbsf"):
             raise UserInputError(f"unknown fusion {self.fusion!r} (choose rrf or dbsf)")
-        if self.k < 1:
-            raise UserInputError("k must be at least 1")
+        for name in ("k", "rrf_k", "prefetch_k"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise UserInputError(f"{name} must be a whole number of at least 1, got {value!r}")
+            setattr(self, name, int(value))
+        for name in ("dense_weight", "sparse_weight"):
+            try:
+                setattr(self, name, positive_finite(name, getattr(self, name)))
+            except ValueError as exc:
+                raise UserInputError(str(exc)) from None
         if self.fusion == "dbsf" and (self.dense_weight, self.sparse_weight) != (1.0, 1.0):
             raise UserInputError(
                 "branch weights apply to RRF fusion only: add --fusion rrf (DBSF has no weights)"
             )
+
+
+def _check_filter(flt: SearchFilter) -> None:
+    """Refuse a filter that can only ever match nothing because it is malformed, like an unknown key:
+    an unknown file type, or a glob whose ``[`` never closes (fnmatch would take it literally)."""
+    for t in flt.source_types:
+        if canonical_source_type(t) is None:
+            raise UserInputError(f"unknown file type {t!r} (types: {', '.join(source_types())})")
+    if flt.path_glob is not None:
+        _check_glob(flt.path_glob)
+
+
+def _check_glob(pattern: str) -> None:
+    if not pattern.strip():
+        raise UserInputError("the path glob is empty (e.g. '*.md' or 'docs/*')")
+    # Walk the pattern as fnmatch.translate does: '[' starts a class, '!' and a first ']' belong to it.
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        i += 1
+        if c != "[":
+            continue
+        j = i
+        if j < n and pattern[j] == "!":
+            j += 1
+        if j < n and pattern[j] == "]":
+            j += 1
+        while j < n and pattern[j] != "]":
+            j += 1
+        if j >= n:
+            raise UserInputError(
+                f"malformed path glob {pattern!r}: the '[' at position {i} is never closed "
+                "(write '[[]' for a literal '[')"
+            )
+        i = j + 1
 
 
 def _coerce(value: Any) -> Any:
@@ -94,6 +146,7 @@ class Searcher:
         """Qdrant conditions for a filter, and whether exact search is needed (a key without an index)."""
         if flt is None or flt.is_empty():
             return [], False
+        _check_filter(flt)
         store = self.collection.store
         conds: list[Condition] = []
         exact = False
@@ -117,7 +170,9 @@ class Searcher:
                     keep.append(p)
             conds.append(Condition("path", keep))
         if flt.source_types:
-            conds.append(Condition("source_type", [t.lower().lstrip(".") for t in flt.source_types]))
+            conds.append(
+                Condition("source_type", sorted({canonical_source_type(t) for t in flt.source_types}))
+            )
         for key, value in flt.where.items():
             field = key if key in CHUNK_KEYS or key.startswith("meta.") else f"meta.{key}"
             if not store.has_key(field):

@@ -25,10 +25,14 @@ from kret.evaluators.report import EvalReport, ModelInfo
 ProgressFn = Callable[..., None]
 
 
-def eval_collection_name(dataset: BeirDataset, fingerprint: str, chunk_tokens: int | None) -> str:
-    """Keyed by what the index depends on (corpus, model, chunking), not by queries or qrels."""
+def eval_collection_name(
+    dataset: BeirDataset, fingerprint: str, chunk_tokens: int | None, serving: str = ""
+) -> str:
+    """Keyed by what the index depends on (corpus, model, chunking, runtime + precision), not by queries or
+    qrels: an eval at int8 must not reuse the vectors of an eval at auto."""
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", dataset.name).strip("-")[:40] or "dataset"
-    return f"eval-{slug}-{dataset.corpus_hash[:8]}-{fingerprint[:8]}-c{chunk_tokens or 'auto'}"
+    tail = f"-{serving}" if serving else ""
+    return f"eval-{slug}-{dataset.corpus_hash[:8]}-{fingerprint[:8]}-c{chunk_tokens or 'auto'}{tail}"
 
 
 def evaluate_dataset(
@@ -48,7 +52,8 @@ def evaluate_dataset(
     """Index (or reuse) the dataset's corpus, run every query, and return a report with CIs and timings."""
     ds = load_beir(Path(dataset_path), split)
     info = kr.resolve_model(model)
-    name = eval_collection_name(ds, info.fingerprint, kr.settings.chunk_tokens)
+    serving = f"{kr.settings.runtime}-{kr.settings.precision}"
+    name = eval_collection_name(ds, info.fingerprint, kr.settings.chunk_tokens, serving)
     corpus = Path(dataset_path) / "corpus.jsonl"
 
     t0 = time.perf_counter()

@@ -16,7 +16,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from kret.engine.collection import Collection, build_manifest, check_model, make_backend, open_collection
+from kret import korean
+from kret.engine.collection import (
+    Collection,
+    build_manifest,
+    check_model,
+    check_serving,
+    make_backend,
+    open_collection,
+    recorded_serving,
+)
 from kret.engine.embedder import Embedder
 from kret.engine.ingest import IndexSummary, Ingestor
 from kret.engine.models import ModelInfo, ModelRegistry
@@ -24,13 +33,60 @@ from kret.engine.search import Searcher, SearchOptions
 from kret.engine.sparse import KiwiBM25Encoder
 from kret.engine.store import Backend
 from kret.engine.types import Hit, SearchFilter
-from kret.errors import EmptyQueryError, LoaderError, ModelMismatchError
+from kret.errors import EmptyQueryError, KretError, LoaderError
 from kret.indexer.chunker import Chunker, ChunkingParams
 from kret.indexer.document import Document
-from kret.indexer.loaders import discover, load_file
+from kret.indexer.loaders import discover, load_file, load_file_report, skipped_entries, source_types
 from kret.settings import Settings, load_settings
 
 ProgressFn = Callable[..., None]
+
+
+def _no_chunks(doc: Document) -> dict[str, str]:
+    """The summary row of a document that has text but gave no chunk (e.g. markdown of headings only).
+
+    Its marker is stored, so an unchanged file is not re-chunked on every run, but it is reported as
+    skipped on every run, never counted as added or unchanged: nothing of it can be found by a search.
+    """
+    label = doc.path if doc.source_type != "jsonl" else f"{doc.path}#{doc.doc_id.rsplit('#', 1)[-1]}"
+    return {"path": label, "reason": "no indexable text (0 chunks)"}
+
+
+#: ``collections show`` reads back at most this many chunks' vectors (~150 MB at 384 dimensions).
+VECTOR_CHECK_LIMIT = 100_000
+
+
+def vector_health(coll: Collection, limit: int = VECTOR_CHECK_LIMIT) -> dict[str, Any]:
+    """Read stored dense vectors back: present, of the manifest's dimension, finite, not all zero.
+
+    Counts and document markers come from payloads, so a damaged vector file leaves them intact; only
+    reading the vectors shows it (as NaN, missing vectors, or a store error on a truncated file).
+    """
+    import numpy as np
+
+    from kret.errors import StoreError
+
+    dimension = coll.manifest["dimension"]
+    checked = bad = 0
+    first = ""
+    try:
+        for point in coll.store.scroll_chunks(with_vectors=True):
+            if checked >= limit:
+                break
+            checked += 1
+            vec = None if point.dense is None else np.asarray(point.dense, dtype=np.float64)
+            if vec is None or vec.shape != (dimension,) or not np.isfinite(vec).all() or not vec.any():
+                bad += 1
+                first = first or point.id
+    except StoreError as exc:
+        return {"ok": False, "checked": checked, "problem": str(exc)}
+    out: dict[str, Any] = {"ok": bad == 0, "checked": checked}
+    if bad:
+        out["problem"] = (
+            f"{bad} of {checked} chunk(s) have a missing, wrong-sized or non-finite dense vector "
+            f"(first: {first})"
+        )
+    return out
 
 
 class Kret:
@@ -39,8 +95,10 @@ class Kret:
     def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
         self.settings = settings if settings is not None else load_settings(**overrides)
         self.registry = ModelRegistry(self.settings.models_dir, self.settings.cache_dir)
+        self.registry.allow_downloads = self.settings.allow_downloads
+        korean.configure(self.settings.kiwi_workers)
         self._backend: Backend | None = None
-        self._embedders: dict[str, Embedder] = {}
+        self._embedders: dict[tuple[str, str, str, str], Embedder] = {}
 
     # plumbing -------------------------------------------------------------------------------------------
     @property
@@ -54,18 +112,62 @@ class Kret:
     ) -> ModelInfo:
         return self.registry.resolve(spec or self.settings.model, progress=progress)
 
-    def embedder(self, info: ModelInfo) -> Embedder:
+    def embedder(
+        self,
+        info: ModelInfo,
+        *,
+        runtime: str | None = None,
+        precision: str | None = None,
+        calibration: Any = None,
+        calibration_sha: str | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> Embedder:
+        """A loaded model, cached per (fingerprint, runtime, precision[, int8 calibration]).
+
+        Runtime and precision default to the settings; opening a collection passes the ones it was built
+        with. Loading imports torch only for ``runtime = "torch"`` (or a first OpenVINO export).
+        """
+        from kret.engine.runtimes import load_embedder
+
         # Every write and search embeds through here: the recorded fingerprint must match the weights
         # (a stat per file when nothing changed; see ModelRegistry.verify).
         self.registry.verify(info)
-        if info.fingerprint not in self._embedders:
-            self._embedders[info.fingerprint] = Embedder(
+
+        runtime = runtime or self.settings.runtime
+        precision = precision or self.settings.precision
+        cal = calibration_sha or (calibration.sha256 if calibration is not None else "")
+        key = (info.fingerprint, runtime, precision, cal if precision == "int8" else "")
+        if key not in self._embedders:
+            self._embedders[key] = load_embedder(
                 info,
-                device=self.settings.device,
+                runtime=runtime,
+                precision=precision,
+                models_dir=self.settings.models_dir,
+                cache_dir=self.settings.cache_dir,
+                threads=self.settings.threads,
                 batch_size=self.settings.embed_batch_size,
-                torch_threads=self.settings.torch_threads,
+                device=self.settings.device,
+                calibration=calibration,
+                calibration_sha=calibration_sha,
+                progress=progress,
             )
-        return self._embedders[info.fingerprint]
+        return self._embedders[key]
+
+    def _collection_embedder(self, coll: Collection, info: ModelInfo) -> Embedder:
+        """The embedder on the collection's own runtime/precision; an explicit different one is refused."""
+        check_serving(
+            coll.name,
+            coll.manifest,
+            self.settings.runtime if self.settings.explicit("runtime") else None,
+            self.settings.precision if self.settings.explicit("precision") else None,
+        )
+        built = recorded_serving(coll.manifest)
+        return self.embedder(
+            info,
+            runtime=built["runtime"],
+            precision=built["precision"],
+            calibration_sha=(built.get("calibration") or {}).get("sha256"),
+        )
 
     @staticmethod
     def encoder_for(manifest: dict[str, Any]) -> KiwiBM25Encoder:
@@ -85,8 +187,10 @@ class Kret:
             return info
         try:
             info = self.registry.resolve(built.get("source") or built["name"])
-        except Exception as exc:
-            raise ModelMismatchError(
+        except KretError as exc:
+            # Same error type (a missing folder stays a ModelError, a broken registry a RegistryError),
+            # with the collection's side of the story added; anything else is a bug and keeps its traceback.
+            raise type(exc)(
                 f"collection {coll.name!r} was built with model {built['name']} ({built['fingerprint'][:12]}), "
                 f"which cannot be loaded here: {exc}"
             ) from None
@@ -98,32 +202,39 @@ class Kret:
         coll = open_collection(self.backend, collection or self.settings.collection)
         try:
             info = self._model_of(coll, model)
-            return Searcher(coll, self.embedder(info), self.encoder_for(coll.manifest))
+            return Searcher(coll, self._collection_embedder(coll, info), self.encoder_for(coll.manifest))
         except BaseException:
             coll.close()
             raise
 
     def _open_or_create(
-        self, name: str, model: str | None, progress: ProgressFn | None
-    ) -> tuple[Collection, ModelInfo]:
+        self, name: str, model: str | None, files: list, progress: ProgressFn | None
+    ) -> tuple[Collection, ModelInfo, Embedder]:
         """The live collection, or a new one made live at once. The existence check and the creation run
         under the collection's mutation lock, so two processes creating the same name cannot both create a
         version (one run's documents would end up in an orphan)."""
         if self.backend.live_version(name) is None:
-            # Resolving may build the default model (~25 s): outside the lock.
-            info = self.resolve_model(model, progress=(lambda msg: progress(note=msg)) if progress else None)
+            # Resolving may build the default model (~25 s) and calibration reads files: outside the lock.
+            note = (lambda msg: progress(note=msg)) if progress else None
+            info = self.resolve_model(model, progress=note)
+            calibration = self._calibration_from_files(files) if self.settings.precision == "int8" else None
             with self.backend.mutation(name):
                 if self.backend.live_version(name) is None:
-                    return self._create(name, info), info
+                    coll = self._create(name, info, progress, calibration)
+                    return coll, info, self.embedder(info, calibration=calibration)
         coll = open_collection(self.backend, name)
         try:
-            return coll, self._model_of(coll, model)
+            info = self._model_of(coll, model)
+            return coll, info, self._collection_embedder(coll, info)
         except BaseException:
             coll.close()
             raise
 
-    def _create(self, name: str, info: ModelInfo) -> Collection:
-        emb = self.embedder(info)
+    def _create(
+        self, name: str, info: ModelInfo, progress: ProgressFn | None, calibration: Any = None
+    ) -> Collection:
+        note = (lambda msg: progress(note=msg)) if progress else None
+        emb = self.embedder(info, calibration=calibration, progress=note)
         chunk_tokens = self.settings.chunk_tokens or (emb.max_seq_length - emb.prompt_overhead)
         manifest = build_manifest(
             model=info,
@@ -134,6 +245,7 @@ class Kret:
                 chunk_tokens, min(self.settings.chunk_overlap, chunk_tokens // 2)
             ).as_dict(),
             sparse={"k1": self.settings.bm25_k1, "b": self.settings.bm25_b, "encoder": "kiwi-bm25-v1"},
+            serving=emb.serving,
         )
         version, store = self.backend.new_version(name)
         try:
@@ -168,10 +280,10 @@ class Kret:
         # One writer per collection: a reindex switching away from the version this run writes into (or a
         # second index creating it) would lose documents silently; the second writer gets "in use".
         with self.backend.writer(name):
-            coll, info = self._open_or_create(name, model, progress)
+            coll, info, emb = self._open_or_create(name, model, files, progress)
             summary = IndexSummary(collection=name, model=info.short)
             try:
-                self._index_into(coll, info, files, prune, mirror, summary, progress)
+                self._index_into(coll, emb, files, prune, mirror, summary, progress)
             except KeyboardInterrupt:
                 summary.interrupted = True
             finally:
@@ -179,25 +291,42 @@ class Kret:
         summary.seconds = time.perf_counter() - started
         return summary
 
-    def _index_into(self, coll, info, files, prune, mirror, summary: IndexSummary, progress) -> None:
-        emb = self.embedder(info)
+    @staticmethod
+    def _calibration_from_files(files) -> Any:
+        """int8 calibration texts from the first documents of a collection being created (None if too few:
+        the built-in Korean sample set is used then). Reads at most 200 files, a small cost next to embedding."""
+        from kret.engine.runtimes.int8 import MAX_CALIBRATION, calibration_from_documents
+
+        docs: list[Document] = []
+        for path, _root in files[:200]:
+            resolved = path.resolve()
+            try:
+                docs.extend(load_file(resolved, Path(resolved.anchor)))
+            except LoaderError:
+                continue
+            if len(docs) >= MAX_CALIBRATION:
+                break
+        return calibration_from_documents(docs)
+
+    def _index_into(self, coll, emb, files, prune, mirror, summary: IndexSummary, progress) -> None:
         docs: dict[str, Document] = {}
         if progress:
             progress(stage="read", total=len(files))
         for path, _root in files:
             resolved = path.resolve()
             try:
-                loaded = load_file(resolved, Path(resolved.anchor))
+                loaded, problems = load_file_report(resolved, Path(resolved.anchor))
             except LoaderError as exc:
                 summary.failed += 1
                 summary.failures.append({"path": str(path), "reason": str(exc)})
-                loaded = []
+                loaded, problems = [], []
+            summary.skipped.extend(skipped_entries(str(path), loaded, problems))
             for d in loaded:
                 docs[d.doc_id] = d
             if progress:
                 progress(stage="read", advance=1)
         if not files:
-            summary.warnings.append("no supported files found (txt, md, html, pdf, docx, hwp, hwpx, jsonl)")
+            summary.warnings.append(f"no supported files found ({', '.join(source_types())})")
         states = coll.store.doc_states()
         todo = []
         for doc_id, d in docs.items():
@@ -206,6 +335,8 @@ class Kret:
                 todo.append((d, "added"))
             elif old.doc_hash != d.content_hash:
                 todo.append((d, "updated"))
+            elif old.n_chunks == 0:
+                summary.skipped.append(_no_chunks(d))
             else:
                 summary.unchanged += 1
         gone: list[str] = []
@@ -235,7 +366,10 @@ class Kret:
             done = coll.store.doc_states() if todo else states
             for doc_id, kind in kinds.items():
                 if doc_id in done and done[doc_id].doc_hash == docs[doc_id].content_hash:
-                    setattr(summary, kind, getattr(summary, kind) + 1)
+                    if done[doc_id].n_chunks == 0:  # stored (its old chunks are gone) but unsearchable
+                        summary.skipped.append(_no_chunks(docs[doc_id]))
+                    else:
+                        setattr(summary, kind, getattr(summary, kind) + 1)
         if gone:
             coll.store.delete_documents(gone)
             summary.deleted = len(gone)
@@ -284,7 +418,12 @@ class Kret:
             if owned:
                 coll.close()
         info = self.resolve_model(model)
-        emb = self.embedder(info)
+        calibration = None
+        if self.settings.precision == "int8":
+            from kret.engine.runtimes.int8 import calibration_from_documents
+
+            calibration = calibration_from_documents(_PointDoc.of(p) for p in points[:2000])
+        emb = self.embedder(info, calibration=calibration)
         manifest = build_manifest(
             model=info,
             dimension=emb.dimension,
@@ -292,6 +431,7 @@ class Kret:
             max_seq_length=emb.max_seq_length,
             chunking=old_manifest["chunking"],
             sparse=old_manifest["sparse"],
+            serving=emb.serving,
         )
         manifest["reindexed_from"] = {"version": old_version, "model": old_manifest["model"]}
         version, store = self.backend.new_version(name)
@@ -463,9 +603,11 @@ class Kret:
                 )
         return out
 
-    def collection_info(self, name: str) -> dict[str, Any]:
+    def collection_info(self, name: str, *, check_vectors: bool = False) -> dict[str, Any]:
+        """The manifest and sizes; with ``check_vectors``, also read the stored dense vectors back and
+        report under ``"vectors"`` whether they are whole (``kret collections show`` does)."""
         with open_collection(self.backend, name) as coll:
-            return {
+            info = {
                 "name": name,
                 "version": coll.version,
                 "versions": self.backend.versions(name),
@@ -479,6 +621,9 @@ class Kret:
                 "created_at": coll.manifest.get("created_at"),
                 **{k: v for k, v in self.version_report(name).items() if k != "live"},
             }
+            if check_vectors:
+                info["vectors"] = vector_health(coll)
+            return info
 
     def remove_collection(self, name: str) -> None:
         """Drop a collection; the backend refuses a folder kret did not make or one another process uses."""
@@ -502,3 +647,17 @@ def _discard(backend: Backend, name: str, version: str, store: Any) -> None:
         store.close()
     with contextlib.suppress(Exception):
         backend.drop_version(name, version)
+
+
+class _PointDoc:
+    """A stored chunk seen as a document (title + text) for int8 calibration during ``reindex``."""
+
+    __slots__ = ("text", "title")
+
+    def __init__(self, title: str, text: str) -> None:
+        self.title = title
+        self.text = text
+
+    @classmethod
+    def of(cls, point: Any) -> _PointDoc:
+        return cls(point.payload.get("title", ""), point.payload.get("text", ""))

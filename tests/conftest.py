@@ -53,11 +53,12 @@ def shared_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> Path:
-    from model_fixtures import build_tiny_model
+    from model_fixtures import build_tiny_model, ensure_tiny_ir
 
     target = CACHE / "tiny-model"
     if not (target / "modules.json").is_file():
         build_tiny_model(target)
+    ensure_tiny_ir(target)  # caches built before the OpenVINO runtime
     return target
 
 
