@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from kret.engine import diskspace
+from kret.engine.fusion import QdrantFusion
 from kret.engine.locks import MUTATION_WAIT_S, FileLock, folder_in_use, is_held
 from kret.engine.names import check_collection_name, collection_name_problem
 from kret.engine.store import (
@@ -31,6 +32,8 @@ from kret.engine.store import (
     INTEGER_INDEXES,
     KEYWORD_INDEXES,
     MANIFEST_ID,
+    PART_KIND,
+    PENDING_KIND,
     SPARSE,
     Backend,
     Condition,
@@ -39,10 +42,9 @@ from kret.engine.store import (
     QuerySpec,
     RawHit,
     Store,
-    attach_branches,
-    branch_plan,
     manifest_point,
     marker_point,
+    state_point,
 )
 from kret.engine.types import SparseVec, StoredPoint
 from kret.errors import CollectionNotFoundError, IndexInUseError, StoreError, UserInputError
@@ -262,6 +264,29 @@ class EdgeStore(Store):
                 q.UpdateOperation.delete_points_by_filter(self._filter([Condition("doc_id", list(doc_ids))]))
             )
 
+    def pending_documents(self) -> dict[str, DocState]:
+        out: dict[str, DocState] = {}
+        for rec in self._scroll([Condition("kind", PENDING_KIND)], with_vectors=False, batch=2048):
+            pl = rec.payload or {}
+            out[pl["doc_id"]] = DocState(
+                pl["doc_id"],
+                pl.get("doc_hash", ""),
+                pl.get("path", ""),
+                pl.get("n_chunks", 0),
+                pl.get("lex_len", 0),
+            )
+        return out
+
+    def write_part(self, state: DocState, points: Sequence[StoredPoint]) -> None:
+        # One operation: a part is there with its pending marker, or not at all.
+        self._upsert([*points, state_point(state, PENDING_KIND)])
+
+    def commit_parts(self, state: DocState) -> None:
+        q = _edge()
+        parts = self._filter([Condition("doc_id", state.doc_id), Condition("kind", PART_KIND)])
+        self._update(q.UpdateOperation.set_payload_by_filter(parts, {"kind": "chunk"}))
+        self._upsert([state_point(state, "doc")])
+
     # reading --------------------------------------------------------------------------------------
     def _scroll(self, conditions: Sequence[Condition], *, with_vectors: bool, batch: int) -> Iterator[Any]:
         q = _edge()
@@ -313,13 +338,13 @@ class EdgeStore(Store):
         )
         return self._call("count", q.CountRequest(exact=True, filter=flt)) > 0
 
-    def query(self, spec: QuerySpec) -> list[RawHit]:
+    def _run_branches(
+        self, spec: QuerySpec, branches: list[str], fusion: QdrantFusion | None
+    ) -> tuple[dict[str, list[tuple[str, float]]], list[RawHit]]:
         q = _edge()
-        branches = branch_plan(spec)
-        if not branches:
-            return []
         flt = self._filter(spec.conditions)
         params = q.SearchParams(exact=True) if spec.exact else None
+        hybrid = len(branches) > 1
 
         def nearest(branch: str):
             if branch == "dense":
@@ -331,20 +356,21 @@ class EdgeStore(Store):
 
         requests = [
             q.QueryRequest(
-                limit=spec.prefetch_k if len(branches) > 1 else spec.limit,
+                limit=spec.prefetch_k if hybrid else spec.limit,
                 query=nearest(b),
                 filter=flt,
                 params=params,
-                with_payload=spec.with_payload and len(branches) == 1,
+                with_payload=spec.with_payload and not hybrid,
             )
             for b in branches
         ]
-        if len(branches) > 1:
-            if spec.fusion == "dbsf":
-                fusion = q.Fusion.Dbsf()
+        if fusion is not None:
+            if fusion.kind == "dbsf":
+                query = q.Fusion.Dbsf()
             else:
-                weights = list(spec.weights) if spec.weights != (1.0, 1.0) else None
-                fusion = q.Fusion.Rrf(k=spec.rrf_k, weights=weights)
+                query = q.Fusion.Rrf(
+                    k=fusion.k, weights=None if fusion.weights is None else list(fusion.weights)
+                )
             prefetches = [
                 q.Prefetch(limit=spec.prefetch_k, query=nearest(b), filter=flt, params=params)
                 for b in branches
@@ -353,7 +379,7 @@ class EdgeStore(Store):
                 q.QueryRequest(
                     limit=spec.limit,
                     prefetches=prefetches,
-                    query=fusion,
+                    query=query,
                     filter=flt,
                     with_payload=spec.with_payload,
                 )
@@ -362,9 +388,16 @@ class EdgeStore(Store):
         branch_lists = {
             b: [(str(p.id), float(p.score)) for p in res] for b, res in zip(branches, results, strict=False)
         }
+        if hybrid and fusion is None:
+            return branch_lists, []
         final = results[-1]
-        hits = [RawHit(id=str(p.id), score=float(p.score), payload=p.payload or {}) for p in final]
-        return attach_branches(hits, branch_lists)
+        return branch_lists, [
+            RawHit(id=str(p.id), score=float(p.score), payload=p.payload or {}) for p in final
+        ]
+
+    def _payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        recs = self._call("retrieve", list(ids), with_payload=True, with_vector=False)
+        return {str(r.id): r.payload or {} for r in recs}
 
 
 class EdgeBackend(Backend):

@@ -33,7 +33,7 @@ from kret.engine.search import Searcher, SearchOptions
 from kret.engine.sparse import KiwiBM25Encoder
 from kret.engine.store import Backend
 from kret.engine.types import Hit, SearchFilter
-from kret.errors import EmptyQueryError, KretError, LoaderError
+from kret.errors import EmptyQueryError, KretError, LoaderError, UserInputError
 from kret.indexer.chunker import Chunker, ChunkingParams
 from kret.indexer.document import Document
 from kret.indexer.loaders import discover, load_file, load_file_report, skipped_entries, source_types
@@ -328,6 +328,8 @@ class Kret:
         if not files:
             summary.warnings.append(f"no supported files found ({', '.join(source_types())})")
         states = coll.store.doc_states()
+        # Large documents an interrupted run left in parts: resumed below, or pruned with their files.
+        pending = coll.store.pending_documents()
         todo = []
         for doc_id, d in docs.items():
             old = states.get(doc_id)
@@ -341,10 +343,10 @@ class Kret:
                 summary.unchanged += 1
         gone: list[str] = []
         if mirror and not summary.failed:
-            gone = [doc_id for doc_id in states if doc_id not in docs]
+            gone = [doc_id for doc_id in {**pending, **states} if doc_id not in docs]
         elif prune:
             roots = sorted({str(r.resolve()) for _, r in files})
-            for doc_id, st in states.items():
+            for doc_id, st in {**pending, **states}.items():
                 if doc_id not in docs and any(
                     st.path.startswith(r.rstrip("/") + "/") or st.path == r for r in roots
                 ):
@@ -357,7 +359,8 @@ class Kret:
             emb,
             self.encoder_for(coll.manifest),
             self.chunker_for(emb, coll.manifest),
-            batch_chunks=self.settings.embed_batch_size * 4,
+            batch_tokens=self.settings.embed_batch_tokens,
+            part_chars=self.settings.large_doc_chars,
         )
         try:
             summary.chunks = ingestor.write([d for d, _ in todo], states, progress=progress)
@@ -370,6 +373,14 @@ class Kret:
                         summary.skipped.append(_no_chunks(docs[doc_id]))
                     else:
                         setattr(summary, kind, getattr(summary, kind) + 1)
+            missed = {d for d in kinds if d not in done or done[d].doc_hash != docs[d].content_hash}
+            if missed:
+                for doc_id, st in coll.store.pending_documents().items():
+                    if doc_id in missed and st.doc_hash == docs[doc_id].content_hash and st.n_chunks:
+                        summary.warnings.append(
+                            f"{st.path}: large document stopped after {st.n_chunks} chunks; they are kept "
+                            "(not searchable yet) and the next `kret index` resumes there"
+                        )
         if gone:
             coll.store.delete_documents(gone)
             summary.deleted = len(gone)
@@ -402,9 +413,8 @@ class Kret:
     def _reindex(
         self, name: str, model: str, reader: Searcher | None, progress: ProgressFn | None
     ) -> dict[str, Any]:
-        from kret.engine.store import DocumentWrite
+        from kret.engine.ingest import reembed
         from kret.engine.types import StoredPoint
-        from kret.indexer.document import Chunk
 
         started = time.perf_counter()
         owned = reader is None
@@ -442,48 +452,9 @@ class Kret:
                 by_doc.setdefault(p.payload["doc_id"], []).append(p)
             if progress:
                 progress(stage="embed", total=len(by_doc))
-            doc_ids = sorted(by_doc)
-            batch = max(self.settings.embed_batch_size * 4, 16)
-            i = 0
-            while i < len(doc_ids):
-                group, size = [], 0
-                while i < len(doc_ids) and size < batch:
-                    group.append(doc_ids[i])
-                    size += len(by_doc[doc_ids[i]])
-                    i += 1
-                chunk_points = [
-                    p for d in group for p in sorted(by_doc[d], key=lambda p: p.payload["chunk_index"])
-                ]
-                texts = [
-                    Chunk(
-                        p.payload["doc_id"],
-                        p.payload["chunk_index"],
-                        p.payload.get("text", ""),
-                        p.payload.get("title", ""),
-                        p.payload.get("heading", ""),
-                    ).embed_text
-                    for p in chunk_points
-                ]
-                dense = emb.encode_passages(texts)
-                fresh = {
-                    p.id: StoredPoint(p.id, dense[j].tolist(), p.sparse, p.payload)
-                    for j, p in enumerate(chunk_points)
-                }
-                writes = []
-                for d in group:
-                    st = states.get(d)
-                    writes.append(
-                        DocumentWrite(
-                            d,
-                            st.doc_hash if st else "",
-                            st.path if st else by_doc[d][0].payload.get("path", ""),
-                            [fresh[p.id] for p in by_doc[d]],
-                            lex_len=st.lex_len if st else 0,
-                        )
-                    )
-                store.write_documents(writes)
-                if progress:
-                    progress(stage="embed", advance=len(group), chunks=len(chunk_points))
+            reembed(
+                store, emb, by_doc, states, batch_tokens=self.settings.embed_batch_tokens, progress=progress
+            )
             store.finalize()
         except BaseException:
             _discard(self.backend, name, version, store)
@@ -578,6 +549,59 @@ class Kret:
         finally:
             searcher.collection.close()
 
+    # fusion calibration ---------------------------------------------------------------------------------
+    def tune(
+        self,
+        collection: str | None = None,
+        *,
+        queries: str | Path | None = None,
+        dataset: str | Path | None = None,
+        split: str = "dev",
+        folds: int = 5,
+        seed: int = 0,
+        store: bool = True,
+        force: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ):
+        """Calibrate a collection's hybrid fusion on labelled queries (``kret tune``).
+
+        ``queries``: a file as ``kret train finetune`` takes; ``dataset``: a BEIR folder (qrels/<split>.tsv)
+        whose corpus the collection holds. Returns ``evaluators.tune.TuneResult``; the choice is written to
+        the collection's manifest only when its cross-validated gain is significant (or ``force``).
+        """
+        from kret.evaluators import tune as tuning
+
+        if (queries is None) == (dataset is None):
+            raise UserInputError("give labelled queries: either a queries file or a BEIR dataset folder")
+        searcher = self.open(collection)
+        try:
+            if dataset is not None:
+                data = tuning.labelled_from_dataset(dataset, split)
+            else:
+                data = tuning.labelled_from_queries_file(queries, searcher)
+            return tuning.tune_searcher(
+                searcher,
+                data,
+                n_folds=folds,
+                seed=seed,
+                prefetch_k=self.settings.prefetch_k,
+                store=store,
+                force=force,
+                progress=progress,
+            )
+        finally:
+            searcher.collection.close()
+
+    def reset_tuning(self, collection: str | None = None) -> dict[str, Any] | None:
+        """Remove a collection's fusion calibration; returns the removed entry, or None if it had none."""
+        from kret.evaluators.tune import reset_tuning
+
+        searcher = self.open(collection)
+        try:
+            return reset_tuning(searcher)
+        finally:
+            searcher.collection.close()
+
     # collections ----------------------------------------------------------------------------------------
     def collections(self) -> list[dict[str, Any]]:
         """Every collection's info; one held open by another process is listed with ``in_use`` only.
@@ -620,6 +644,7 @@ class Kret:
                 "prompts": coll.manifest["prompts"],
                 "created_at": coll.manifest.get("created_at"),
                 **{k: v for k, v in self.version_report(name).items() if k != "live"},
+                "fusion": coll.manifest.get("fusion"),
             }
             if check_vectors:
                 info["vectors"] = vector_health(coll)

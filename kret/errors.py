@@ -88,3 +88,8 @@ class DiskSpaceError(StoreError):
     """Not enough free disk space to write safely: refused before Qdrant maps files it could not back."""
 
     exit_code = 9
+
+
+class MissingExtraError(UserInputError):
+    """An optional part of kret (an extra such as ``kret[train]``) is not installed; the message names the
+    ``pip install`` that adds it."""

@@ -26,7 +26,7 @@ from pydantic_settings import (
 SearchMode = Literal["dense", "sparse", "hybrid"]
 Runtime = Literal["openvino", "torch"]
 Precision = Literal["auto", "fp32", "int8"]
-FusionKind = Literal["rrf", "dbsf"]
+FusionKind = str  # a name in kret.engine.fusion's registry (validated against it)
 
 
 def _default_home() -> Path:
@@ -114,16 +114,31 @@ class Settings(BaseSettings):
     )
     chunk_overlap: int = Field(64, ge=0, description="Overlap between consecutive chunks, in model tokens.")
 
+    # indexing order and large documents (engine/ingest.py)
+    embed_batch_tokens: int | None = Field(
+        None,
+        ge=16,
+        description="Token budget of one embedding call (texts x longest text, chunks sorted by length); "
+        "None = embed_batch_size x the model's max length.",
+    )
+    large_doc_chars: int = Field(
+        262_144,
+        ge=1000,
+        description="Documents longer than this (characters) are embedded and committed in parts of about "
+        "this size: bounded memory, and an interrupted run resumes after the parts already stored.",
+    )
+
     # lexical (Kiwi BM25) side
     bm25_k1: float = Field(1.2, gt=0)
     bm25_b: float = Field(0.75, ge=0, le=1)
 
     # search
     search_mode: SearchMode = "hybrid"
-    fusion: FusionKind = Field(
-        "dbsf",
-        description="Hybrid fusion: 'dbsf' (score normalisation; beat both branches on the Korean benchmarks, "
-        "bench/README.md) or 'rrf' (rank-based, with rrf_k and per-branch weights).",
+    fusion: FusionKind | None = Field(
+        None,
+        description="Hybrid fusion, a name from kret.engine.fusion's registry: 'dbsf' (score normalisation; "
+        "the default), 'rrf' (rank-based, with rrf_k and per-branch weights) or 'adaptive' (per-query "
+        "weighted DBSF). None = the collection's calibrated choice (`kret tune`), else the default.",
     )
     rrf_k: int = Field(60, ge=1)
     prefetch_k: int = Field(100, ge=1, description="Candidates each branch hands to fusion.")
@@ -175,6 +190,16 @@ class Settings(BaseSettings):
         problem = collection_name_problem(value)
         if problem is not None:
             raise ValueError(problem)
+        return value
+
+    @field_validator("fusion")
+    @classmethod
+    def _known_fusion(cls, value: str | None) -> str | None:
+        if value is not None:
+            from kret.engine.fusion import fusion_names
+
+            if value not in fusion_names():
+                raise ValueError(f"unknown fusion {value!r} (choose {', '.join(fusion_names())})")
         return value
 
     @model_validator(mode="after")
