@@ -208,8 +208,9 @@ def collections_list(ctx, as_json) -> None:
     for col in ("name", "version", "documents", "chunks", "model"):
         table.add_column(col)
     for i in infos:
-        if i.get("in_use"):
-            table.add_row(i["name"], str(i["version"]), "-", "-", "(in use by another kret process)")
+        if i.get("in_use") or i.get("version") is None:
+            note = "(in use by another kret process)" if i.get("in_use") else "(no live version)"
+            table.add_row(i["name"], str(i["version"]), "-", "-", note)
             continue
         table.add_row(
             i["name"],
@@ -219,6 +220,13 @@ def collections_list(ctx, as_json) -> None:
             f"{i['model']['name']} ({i['model']['fingerprint'][:12]})",
         )
     out.print(table)
+    for i in infos:
+        if i.get("orphans"):
+            console.print(
+                f"[yellow]orphan versions[/] of {i['name']}: {', '.join(i['orphans'])} (left by an interrupted "
+                f"run, a full disk or a crash; not live) — remove with `{i['remove_with']}`",
+                highlight=False,
+            )
 
 
 @collections.command("show")
@@ -328,7 +336,7 @@ def models_rm(ctx, version, force) -> None:
     """Remove a model version (refused while a collection uses it, unless --force)."""
     kr = get_kret(ctx)
     info = kr.registry.get(version)
-    used = [c["name"] for c in kr.collections() if c["model"]["fingerprint"] == info.fingerprint]
+    used = [c["name"] for c in kr.collections() if c.get("model", {}).get("fingerprint") == info.fingerprint]
     kr.registry.remove(version, used_by=used, force=force)
     console.print(f"removed model {version}")
 
@@ -369,9 +377,14 @@ def reindex(ctx, collection, model, as_json) -> None:
 @click.option("--evals", is_flag=True, help="Also remove the cached collections `kret eval` built.")
 @click.pass_context
 def gc(ctx, collection, evals) -> None:
-    """Remove collection versions that are no longer live (left by `kret reindex`)."""
-    removed = get_kret(ctx).gc(collection, include_eval=evals)
+    """Remove collection versions that are not live: old ones left by `kret reindex` and orphans left by a
+    crash, a full disk or an interrupted first index. Versions a running kret process is building or
+    holds open are skipped."""
+    skipped: list[str] = []
+    removed = get_kret(ctx).gc(collection, include_eval=evals, skipped=skipped)
     console.print(f"removed {len(removed)}: {', '.join(removed)}" if removed else "nothing to remove")
+    for item in skipped:
+        console.print(f"[yellow]skipped[/] {item}", highlight=False)
 
 
 def _register_optional_commands() -> None:

@@ -188,6 +188,28 @@ class ModelRegistry:
             pass
         return fp
 
+    def verify(self, info: ModelInfo) -> None:
+        """Refuse a model folder whose weights no longer match the fingerprint its ``kret_model.json``
+        records (a copy with changed weights, an interrupted overwrite): the fingerprint is what
+        collections trust, so it must be recomputed, not just read.
+
+        The recomputed hash is cached by path + file sizes + mtime_ns (``_cached_fingerprint``): a warm
+        start costs one ``stat`` per file; any change to the files makes a new key and a fresh hash.
+        Folders with no recorded fingerprint were hashed when resolved, so there is nothing to verify.
+        """
+        recorded = (info.lineage or {}).get("fingerprint")
+        if not recorded or not info.path:
+            return
+        actual = self._cached_fingerprint(Path(info.path))
+        if actual != recorded:
+            from kret.errors import ModelMismatchError
+
+            raise ModelMismatchError(
+                f"model {info.name} at {info.path}: {META_FILE} records fingerprint {recorded[:12]} but the "
+                f"weights there hash to {actual[:12]}; the files changed after the model was built or "
+                "registered — restore them, or register the folder as a new version"
+            )
+
     # registry ------------------------------------------------------------------------------------
     def _version_dir(self, version: str) -> Path:
         if not version or "/" in version or version.startswith("."):

@@ -22,6 +22,7 @@ from dataclasses import MISSING, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kret.engine.fusion import QdrantFusion
+from kret.engine.names import check_collection_name
 from kret.engine.store import (
     DENSE,
     INTEGER_INDEXES,
@@ -588,7 +589,8 @@ class ServerBackend(Backend):
 
     # naming ----------------------------------------------------------------------------------------
     def _alias(self, name: str) -> str:
-        if not _NAME_RE.match(name) or "__" in name:
+        check_collection_name(name)  # the rule every backend applies
+        if "__" in name:
             raise UserInputError(
                 f"collection name {name!r} may hold only letters, digits, '-' and '_' (and no '__' on a server)"
             )
@@ -624,6 +626,21 @@ class ServerBackend(Backend):
             for alias, target in self._aliases().items()
             if alias.startswith(head) and self._version_of(alias, target) is not None
         )
+
+    def stored_names(self) -> list[str]:
+        head = f"{self.prefix}_"
+        resp = self._call(lambda c: c.get_collections())
+        names = set(self.list_collections())
+        for col in resp.collections:
+            base, sep, version = col.name.rpartition("__")
+            if (
+                sep
+                and base.startswith(head)
+                and _VERSION_RE.match(version)
+                and _NAME_RE.match(base[len(head) :])
+            ):
+                names.add(base[len(head) :])
+        return sorted(names)
 
     def live_version(self, name: str) -> str | None:
         alias = self._alias(name)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -293,6 +294,25 @@ class Backend(ABC):
 
     @abstractmethod
     def drop_version(self, name: str, version: str) -> None: ...
+
+    def stored_names(self) -> list[str]:
+        """Every name with a live version *or* only versions (a crash before the first switch leaves those):
+        what gc and ``collections list`` must see."""
+        return self.list_collections()
+
+    @contextmanager
+    def mutation(self, name: str) -> Iterator[None]:
+        """Serialise create / switch / gc / drop of one collection between processes (``engine.locks``)."""
+        yield
+
+    @contextmanager
+    def writer(self, name: str) -> Iterator[None]:
+        """Exclusive right to write one collection (index, reindex, rm); a second writer gets "in use"."""
+        yield
+
+    def is_building(self, name: str, version: str) -> bool:
+        """Whether a live process is building this version (created, not yet switched to)."""
+        return False
 
     def open_live(self, name: str) -> Store | None:
         version = self.live_version(name)

@@ -10,6 +10,7 @@ The CLI is a thin layer over this class; so are the LangChain retriever, ``kret 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -128,6 +129,10 @@ class Kret:
         """
         from kret.engine.runtimes import load_embedder
 
+        # Every write and search embeds through here: the recorded fingerprint must match the weights
+        # (a stat per file when nothing changed; see ModelRegistry.verify).
+        self.registry.verify(info)
+
         runtime = runtime or self.settings.runtime
         precision = precision or self.settings.precision
         cal = calibration_sha or (calibration.sha256 if calibration is not None else "")
@@ -202,11 +207,33 @@ class Kret:
             coll.close()
             raise
 
+    def _open_or_create(
+        self, name: str, model: str | None, files: list, progress: ProgressFn | None
+    ) -> tuple[Collection, ModelInfo, Embedder]:
+        """The live collection, or a new one made live at once. The existence check and the creation run
+        under the collection's mutation lock, so two processes creating the same name cannot both create a
+        version (one run's documents would end up in an orphan)."""
+        if self.backend.live_version(name) is None:
+            # Resolving may build the default model (~25 s) and calibration reads files: outside the lock.
+            note = (lambda msg: progress(note=msg)) if progress else None
+            info = self.resolve_model(model, progress=note)
+            calibration = self._calibration_from_files(files) if self.settings.precision == "int8" else None
+            with self.backend.mutation(name):
+                if self.backend.live_version(name) is None:
+                    coll = self._create(name, info, progress, calibration)
+                    return coll, info, self.embedder(info, calibration=calibration)
+        coll = open_collection(self.backend, name)
+        try:
+            info = self._model_of(coll, model)
+            return coll, info, self._collection_embedder(coll, info)
+        except BaseException:
+            coll.close()
+            raise
+
     def _create(
-        self, name: str, model: str | None, progress: ProgressFn | None, calibration: Any = None
-    ) -> tuple[Collection, ModelInfo]:
+        self, name: str, info: ModelInfo, progress: ProgressFn | None, calibration: Any = None
+    ) -> Collection:
         note = (lambda msg: progress(note=msg)) if progress else None
-        info = self.resolve_model(model, progress=note)
         emb = self.embedder(info, calibration=calibration, progress=note)
         chunk_tokens = self.settings.chunk_tokens or (emb.max_seq_length - emb.prompt_overhead)
         manifest = build_manifest(
@@ -224,11 +251,10 @@ class Kret:
         try:
             store.create(emb.dimension, manifest)
         except BaseException:
-            store.close()
-            self.backend.drop_version(name, version)
+            _discard(self.backend, name, version, store)
             raise
         self.backend.activate(name, version)
-        return Collection(name, version, store, manifest), info
+        return Collection(name, version, store, manifest)
 
     # indexing -------------------------------------------------------------------------------------------
     def index(
@@ -251,25 +277,17 @@ class Kret:
         started = time.perf_counter()
         name = collection or self.settings.collection
         files = discover([Path(p) for p in paths])
-        if self.backend.live_version(name) is None:
-            calibration = self._calibration_from_files(files) if self.settings.precision == "int8" else None
-            coll, info = self._create(name, model, progress, calibration)
-            emb = self.embedder(info, calibration=calibration)
-        else:
-            coll = open_collection(self.backend, name)
+        # One writer per collection: a reindex switching away from the version this run writes into (or a
+        # second index creating it) would lose documents silently; the second writer gets "in use".
+        with self.backend.writer(name):
+            coll, info, emb = self._open_or_create(name, model, files, progress)
+            summary = IndexSummary(collection=name, model=info.short)
             try:
-                info = self._model_of(coll, model)
-                emb = self._collection_embedder(coll, info)
-            except BaseException:
+                self._index_into(coll, emb, files, prune, mirror, summary, progress)
+            except KeyboardInterrupt:
+                summary.interrupted = True
+            finally:
                 coll.close()
-                raise
-        summary = IndexSummary(collection=name, model=info.short)
-        try:
-            self._index_into(coll, emb, files, prune, mirror, summary, progress)
-        except KeyboardInterrupt:
-            summary.interrupted = True
-        finally:
-            coll.close()
         summary.seconds = time.perf_counter() - started
         return summary
 
@@ -387,10 +405,17 @@ class Kret:
         switch (a pointer swap on Edge, an alias swap on a server); the old version stays until ``gc``.
         Pass ``reader`` when this process already holds the collection open (Edge allows one opener).
         """
+
+        name = collection or self.settings.collection
+        with self.backend.writer(name):
+            return self._reindex(name, model, reader, progress)
+
+    def _reindex(
+        self, name: str, model: str, reader: Searcher | None, progress: ProgressFn | None
+    ) -> dict[str, Any]:
         from kret.engine.ingest import reembed
         from kret.engine.types import StoredPoint
 
-        name = collection or self.settings.collection
         started = time.perf_counter()
         owned = reader is None
         coll = open_collection(self.backend, name) if owned else reader.collection
@@ -432,8 +457,7 @@ class Kret:
             )
             store.finalize()
         except BaseException:
-            store.close()
-            self.backend.drop_version(name, version)
+            _discard(self.backend, name, version, store)
             raise
         store.close()
         self.backend.activate(name, version)
@@ -447,22 +471,61 @@ class Kret:
             "seconds": round(time.perf_counter() - started, 2),
         }
 
-    def gc(self, collection: str | None = None, *, include_eval: bool = False) -> list[str]:
-        """Drop versions that are no longer live (kept after ``reindex`` so a rollback stays possible);
-        with ``include_eval``, also the cached collections ``kret eval`` built."""
+    def gc(
+        self, collection: str | None = None, *, include_eval: bool = False, skipped: list[str] | None = None
+    ) -> list[str]:
+        """Drop versions that are not live: old ones kept after ``reindex`` (so a rollback stays possible)
+        and orphans left by a crash, a full disk or an interrupted first index; with ``include_eval``, also
+        the cached collections ``kret eval`` built. Versions a running process is building or holds open
+        are skipped (and listed in ``skipped`` when given), never deleted under it."""
+        from kret.errors import IndexInUseError
+
+        skipped = skipped if skipped is not None else []
         removed = []
-        names = [collection] if collection else self.backend.list_collections()
+        names = [collection] if collection else self.backend.stored_names()
         for name in names:
-            if include_eval and name.startswith("eval-") and not collection:
-                self.backend.drop(name)
-                removed.append(name)
-                continue
-            live = self.backend.live_version(name)
-            for version in self.backend.versions(name):
-                if version != live:
-                    self.backend.drop_version(name, version)
-                    removed.append(f"{name}/{version}")
+            try:
+                if include_eval and name.startswith("eval-") and not collection:
+                    self.backend.drop(name)
+                    removed.append(name)
+                    continue
+                with self.backend.mutation(name):
+                    live = self.backend.live_version(name)
+                    for version in self.backend.versions(name):
+                        if version == live:
+                            continue
+                        if self.backend.is_building(name, version):
+                            skipped.append(f"{name}/{version} (being built by a running kret process)")
+                            continue
+                        try:
+                            self.backend.drop_version(name, version)
+                        except IndexInUseError as exc:
+                            skipped.append(f"{name}/{version} ({exc})")
+                            continue
+                        removed.append(f"{name}/{version}")
+            except IndexInUseError as exc:
+                skipped.append(f"{name} ({exc})")
         return removed
+
+    def version_report(self, name: str) -> dict[str, Any]:
+        """A collection's versions by what they are: live, old (kept for rollback), being built, or orphans
+        (newer than the live one, or with no live one, and no process building them: left by a crash, a
+        full disk or an interrupted first run). gc removes old versions and orphans."""
+        live = self.backend.live_version(name)
+        live_n = int(live[1:]) if live else None
+        report: dict[str, Any] = {"live": live, "old_versions": [], "building": [], "orphans": []}
+        for version in self.backend.versions(name):
+            if version == live:
+                continue
+            if self.backend.is_building(name, version):
+                report["building"].append(version)
+            elif live_n is not None and int(version[1:]) < live_n:
+                report["old_versions"].append(version)
+            else:
+                report["orphans"].append(version)
+        if report["old_versions"] or report["orphans"]:
+            report["remove_with"] = f"kret gc -c {name}"
+        return report
 
     # searching ------------------------------------------------------------------------------------------
     def search(
@@ -549,11 +612,19 @@ class Kret:
         from kret.errors import IndexInUseError
 
         out = []
-        for name in self.backend.list_collections():
+        live = set(self.backend.list_collections())
+        for name in self.backend.stored_names():
+            if name not in live:
+                # Only versions, none live: a first index that crashed before its switch.
+                out.append({"name": name, "version": None, **self.version_report(name)})
+                continue
             try:
                 out.append(self.collection_info(name))
             except IndexInUseError:
-                out.append({"name": name, "version": self.backend.live_version(name), "in_use": True})
+                out.append(
+                    {"name": name, "version": self.backend.live_version(name), "in_use": True}
+                    | self.version_report(name)
+                )
         return out
 
     def collection_info(self, name: str, *, check_vectors: bool = False) -> dict[str, Any]:
@@ -572,6 +643,7 @@ class Kret:
                 "chunking": coll.manifest["chunking"],
                 "prompts": coll.manifest["prompts"],
                 "created_at": coll.manifest.get("created_at"),
+                **{k: v for k, v in self.version_report(name).items() if k != "live"},
                 "fusion": coll.manifest.get("fusion"),
             }
             if check_vectors:
@@ -579,6 +651,7 @@ class Kret:
             return info
 
     def remove_collection(self, name: str) -> None:
+        """Drop a collection; the backend refuses a folder kret did not make or one another process uses."""
         if self.backend.live_version(name) is None and not self.backend.versions(name):
             from kret.errors import CollectionNotFoundError
 
@@ -589,6 +662,16 @@ class Kret:
         from kret.langchain import KretRetriever
 
         return KretRetriever.from_kret(self, **kwargs)
+
+
+def _discard(backend: Backend, name: str, version: str, store: Any) -> None:
+    """Remove a version whose build failed, keeping the original error: if closing or dropping fails too
+    (the disk is full, another process holds it), the version stays an orphan that
+    ``kret collections list`` shows and ``kret gc`` removes."""
+    with contextlib.suppress(Exception):
+        store.close()
+    with contextlib.suppress(Exception):
+        backend.drop_version(name, version)
 
 
 class _PointDoc:

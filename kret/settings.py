@@ -185,8 +185,11 @@ class Settings(BaseSettings):
     @field_validator("collection")
     @classmethod
     def _valid_collection(cls, value: str) -> str:
-        if not value or not all(c.isalnum() or c in "-_" for c in value):
-            raise ValueError(f"collection name {value!r} may hold only letters, digits, '-' and '_'")
+        from kret.engine.names import collection_name_problem  # the one rule the backends apply too
+
+        problem = collection_name_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("fusion")

@@ -569,6 +569,41 @@ def test_collections_are_independent(backend: Backend) -> None:
     assert backend.list_collections() == [NAME]
 
 
+@pytest.mark.parametrize("bad", ["../x", "/abs/dir", "a/b", "..", ".", "", "-x", "a b", "a\0b", "x" * 200])
+def test_names_are_checked_where_they_become_paths(backend: Backend, bad: str) -> None:
+    """Issue 13: the backend is the one place a name becomes a path or a server collection name."""
+    from kret.errors import CollectionNameError
+
+    for call in (
+        lambda: backend.new_version(bad),
+        lambda: backend.live_version(bad),
+        lambda: backend.versions(bad),
+        lambda: backend.open_version(bad, "v0001"),
+        lambda: backend.activate(bad, "v0001"),
+        lambda: backend.drop_version(bad, "v0001"),
+        lambda: backend.drop(bad),
+    ):
+        with pytest.raises(CollectionNameError):
+            call()
+
+
+def test_versions_must_look_like_versions(backend: Backend) -> None:
+    new_live(backend)[1].close()
+    for bad in ("../v0001", "v1", "/tmp", "..", "v0001/.."):
+        with pytest.raises(UserInputError):
+            backend.open_version(NAME, bad)
+        with pytest.raises(UserInputError):
+            backend.drop_version(NAME, bad)
+
+
+def test_stored_names_include_versions_without_a_live_one(backend: Backend) -> None:
+    _, store = backend.new_version(NAME)
+    store.create(DIM, MANIFEST)
+    store.close()
+    assert backend.list_collections() == [] and backend.stored_names() == [NAME]
+    assert backend.versions(NAME) == ["v0001"]
+
+
 # edge only ---------------------------------------------------------------------------------------------
 def test_edge_second_open_is_in_use(loaded_cache: LoadedCache) -> None:
     item = loaded_cache.get("edge")  # holds its version open
