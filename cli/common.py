@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from kret.errors import KretError
 
@@ -41,7 +42,8 @@ def run_cli(entry: Callable[..., Any]) -> None:
     try:
         code = entry(standalone_mode=False)
     except KretError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # escape: a message may hold brackets (pip install 'kret[plot]') that rich would read as markup
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         console.print("[yellow]interrupted[/]")

@@ -7,6 +7,7 @@ from rich.table import Table
 
 from kret import __version__
 from kret.cli.common import IndexProgress, console, get_kret, out, print_json, run_cli
+from kret.cli.options import search_options
 from kret.engine.types import SearchFilter
 from kret.errors import StoreError, UserInputError
 from kret.indexer.loaders import source_types
@@ -113,18 +114,14 @@ def _parse_where(items: tuple[str, ...]) -> dict[str, str]:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("query")
+@click.argument("query", required=False)
+@click.option(
+    "-i", "--interactive", is_flag=True, help="A prompt that keeps everything loaded (also: no QUERY)."
+)
+@click.option("--full", is_flag=True, help="Print whole chunks instead of the sentences that matched.")
 @click.option("-k", "--top-k", "k", default=10, show_default=True, type=click.IntRange(1, 1000))
 @click.option("-c", "--collection", help="Collection to search.")
-@click.option("--mode", type=click.Choice(["dense", "sparse", "hybrid"]), help="Default: hybrid (settings).")
-@click.option(
-    "--fusion", type=click.Choice(["rrf", "dbsf"]), help="How hybrid fuses its branches (default dbsf)."
-)
-@click.option(
-    "--prefetch-k", type=click.IntRange(1, 10000), help="Candidates per branch before fusion (default 100)."
-)
-@click.option("--dense-weight", type=float, help="RRF weight of the dense branch (with --fusion rrf).")
-@click.option("--sparse-weight", type=float, help="RRF weight of the Kiwi BM25 branch (with --fusion rrf).")
+@search_options
 @click.option("--path", "path_prefix", help="Only documents under this path prefix.")
 @click.option("--glob", "path_glob", help="Only documents whose path matches this glob, e.g. '*.md'.")
 @click.option(
@@ -135,19 +132,20 @@ def _parse_where(items: tuple[str, ...]) -> dict[str, str]:
 )
 @click.option("-m", "--model", help="Assert the model (refused if the collection was built with another).")
 @click.option(
-    "--json", "as_json", is_flag=True, help="One JSON object per hit (rank, score, branches, text…)."
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per hit (rank, score, branches, text, highlights, snippet…).",
 )
 @click.pass_context
 def search(
     ctx,
     query,
+    interactive,
+    full,
     k,
     collection,
-    mode,
-    fusion,
-    prefetch_k,
-    dense_weight,
-    sparse_weight,
+    search_opts,
     path_prefix,
     path_glob,
     types,
@@ -161,41 +159,31 @@ def search(
     Examples:
       kret search "세종대왕이 만든 문자는?"
       kret search "연차 규정" --type pdf --where dept=인사 -k 5 --json
+      kret search -i                     # a prompt: many questions, model loaded once (:help inside)
+
+    Each hit shows the sentences that matched with the query's terms highlighted (--full: whole chunk).
     """
     kr = get_kret(ctx)
     flt = SearchFilter(
         path_prefix=path_prefix, path_glob=path_glob, source_types=list(types), where=_parse_where(where)
     )
+    if interactive or query is None:
+        from kret.cli.interactive import start_prompt
+
+        options = dict(k=k, **search_opts)
+        start_prompt(kr, collection, model, flt, options, full=full, as_json=as_json)
+        return
     hits = kr.search(
         query,
         k,
         collection=collection,
         model=model,
-        mode=mode,
         filter=flt,
-        fusion=fusion,
-        prefetch_k=prefetch_k,
-        dense_weight=dense_weight,
-        sparse_weight=sparse_weight,
+        **search_opts,
     )
-    if as_json:
-        for h in hits:
-            print_json(h.to_dict())
-        return
-    if not hits:
-        console.print("no results")
-        return
-    table = Table(show_lines=True)
-    table.add_column("#", justify="right")
-    table.add_column("score", justify="right")
-    table.add_column("title / path", max_width=36, overflow="fold")
-    table.add_column("text", overflow="fold")
-    for h in hits:
-        branch = " ".join(f"{k[0]}#{v.rank}" for k, v in h.branches.items())
-        where_ = f"[bold]{h.title}[/]\n{h.path}" if h.title else h.path
-        snippet = h.text if len(h.text) <= 300 else h.text[:300] + "…"
-        table.add_row(str(h.rank), f"{h.score:.4f}\n[dim]{branch}[/]", where_, snippet)
-    out.print(table)
+    from kret.cli.render import print_hits
+
+    print_hits(hits, query, out, full=full, as_json=as_json)
 
 
 # collections ---------------------------------------------------------------------------------------------
@@ -390,7 +378,7 @@ def _register_optional_commands() -> None:
     """Eval and train commands live in their own modules; they register themselves on the group."""
     import importlib
 
-    for mod in ("kret.cli.eval_cmd", "kret.cli.train_cmd"):
+    for mod in ("kret.cli.eval_cmd", "kret.cli.train_cmd", "kret.cli.doctor", "kret.cli.tune_cmd"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from kret.engine.fusion import QdrantFusion
 from kret.engine.store import (
     CHUNK_KEYS,
     DENSE,
@@ -31,8 +32,6 @@ from kret.engine.store import (
     QuerySpec,
     RawHit,
     Store,
-    attach_branches,
-    branch_plan,
     manifest_point,
     marker_point,
     state_point,
@@ -301,13 +300,13 @@ class EdgeStore(Store):
         )
         return self._call("count", q.CountRequest(exact=True, filter=flt)) > 0
 
-    def query(self, spec: QuerySpec) -> list[RawHit]:
+    def _run_branches(
+        self, spec: QuerySpec, branches: list[str], fusion: QdrantFusion | None
+    ) -> tuple[dict[str, list[tuple[str, float]]], list[RawHit]]:
         q = _edge()
-        branches = branch_plan(spec)
-        if not branches:
-            return []
         flt = self._filter(spec.conditions)
         params = q.SearchParams(exact=True) if spec.exact else None
+        hybrid = len(branches) > 1
 
         def nearest(branch: str):
             if branch == "dense":
@@ -319,20 +318,21 @@ class EdgeStore(Store):
 
         requests = [
             q.QueryRequest(
-                limit=spec.prefetch_k if len(branches) > 1 else spec.limit,
+                limit=spec.prefetch_k if hybrid else spec.limit,
                 query=nearest(b),
                 filter=flt,
                 params=params,
-                with_payload=spec.with_payload and len(branches) == 1,
+                with_payload=spec.with_payload and not hybrid,
             )
             for b in branches
         ]
-        if len(branches) > 1:
-            if spec.fusion == "dbsf":
-                fusion = q.Fusion.Dbsf()
+        if fusion is not None:
+            if fusion.kind == "dbsf":
+                query = q.Fusion.Dbsf()
             else:
-                weights = list(spec.weights) if spec.weights != (1.0, 1.0) else None
-                fusion = q.Fusion.Rrf(k=spec.rrf_k, weights=weights)
+                query = q.Fusion.Rrf(
+                    k=fusion.k, weights=None if fusion.weights is None else list(fusion.weights)
+                )
             prefetches = [
                 q.Prefetch(limit=spec.prefetch_k, query=nearest(b), filter=flt, params=params)
                 for b in branches
@@ -341,7 +341,7 @@ class EdgeStore(Store):
                 q.QueryRequest(
                     limit=spec.limit,
                     prefetches=prefetches,
-                    query=fusion,
+                    query=query,
                     filter=flt,
                     with_payload=spec.with_payload,
                 )
@@ -350,9 +350,16 @@ class EdgeStore(Store):
         branch_lists = {
             b: [(str(p.id), float(p.score)) for p in res] for b, res in zip(branches, results, strict=False)
         }
+        if hybrid and fusion is None:
+            return branch_lists, []
         final = results[-1]
-        hits = [RawHit(id=str(p.id), score=float(p.score), payload=p.payload or {}) for p in final]
-        return attach_branches(hits, branch_lists)
+        return branch_lists, [
+            RawHit(id=str(p.id), score=float(p.score), payload=p.payload or {}) for p in final
+        ]
+
+    def _payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        recs = self._call("retrieve", list(ids), with_payload=True, with_vector=False)
+        return {str(r.id): r.payload or {} for r in recs}
 
 
 class EdgeBackend(Backend):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import fnmatch
 import numbers
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from kret.engine.collection import Collection
 from kret.engine.embedder import Embedder
+from kret.engine.fusion import DEFAULT_FUSION, get_fusion
 from kret.engine.sparse import KiwiBM25Encoder
 from kret.engine.store import CHUNK_KEYS, INTEGER_INDEXES, KEYWORD_INDEXES, Condition, QuerySpec, RawHit
 from kret.engine.types import Hit, SearchFilter
@@ -31,13 +32,19 @@ _MODES = ("dense", "sparse", "hybrid")
 
 @dataclass
 class SearchOptions:
+    """How to search. ``fusion=None`` means the collection's calibrated fusion (``kret tune``, stored in its
+    manifest) when it has one, else ``DEFAULT_FUSION``; naming a fusion overrides the calibration.
+    ``fusion_params`` are a client-side method's parameters as (name, value) pairs (hashable on purpose:
+    the LangChain retriever groups requests by their options)."""
+
     k: int = 10
     mode: SearchMode = "hybrid"
-    fusion: FusionKind = "dbsf"
+    fusion: FusionKind | None = None
     rrf_k: int = 60
     prefetch_k: int = 100
     dense_weight: float = 1.0
     sparse_weight: float = 1.0
+    fusion_params: tuple[tuple[str, float], ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> SearchOptions:
@@ -65,8 +72,7 @@ class SearchOptions:
         """The checks every search goes through, whether options came from flags, settings or code."""
         if self.mode not in _MODES:
             raise UserInputError(f"unknown search mode {self.mode!r} (choose dense, sparse or hybrid)")
-        if self.fusion not in ("rrf", "dbsf"):
-            raise UserInputError(f"unknown fusion {self.fusion!r} (choose rrf or dbsf)")
+        method = get_fusion(self.fusion or DEFAULT_FUSION)
         for name in ("k", "rrf_k", "prefetch_k"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
@@ -77,10 +83,31 @@ class SearchOptions:
                 setattr(self, name, positive_finite(name, getattr(self, name)))
             except ValueError as exc:
                 raise UserInputError(str(exc)) from None
-        if self.fusion == "dbsf" and (self.dense_weight, self.sparse_weight) != (1.0, 1.0):
+        if not method.uses_weights and (self.dense_weight, self.sparse_weight) != (1.0, 1.0):
             raise UserInputError(
-                "branch weights apply to RRF fusion only: add --fusion rrf (DBSF has no weights)"
+                f"branch weights apply to RRF fusion only: add --fusion rrf ({method.name} has no weights)"
             )
+        if isinstance(self.fusion_params, Mapping):
+            self.fusion_params = tuple(sorted(self.fusion_params.items()))
+        method.check_params(dict(self.fusion_params))
+
+    def resolved(self, manifest: Mapping[str, Any]) -> SearchOptions:
+        """These options with ``fusion=None`` filled in from the collection's calibration, else the default."""
+        if self.fusion is not None:
+            return self
+        tuned = manifest.get("fusion") or {}
+        if not tuned:
+            return replace(self, fusion=DEFAULT_FUSION)
+        out = replace(
+            self,
+            fusion=tuned["method"],
+            fusion_params=self.fusion_params or tuple(sorted(tuned.get("params", {}).items())),
+        )
+        if "rrf_k" in tuned and self.rrf_k == SearchOptions.rrf_k:
+            out.rrf_k = int(tuned["rrf_k"])
+        if "weights" in tuned and (self.dense_weight, self.sparse_weight) == (1.0, 1.0):
+            out.dense_weight, out.sparse_weight = (float(w) for w in tuned["weights"])
+        return out
 
 
 def _check_filter(flt: SearchFilter) -> None:
@@ -136,6 +163,12 @@ class Searcher:
         self.collection = collection
         self.embedder = embedder
         self.encoder = encoder
+
+    def options(self, opts: SearchOptions | None = None) -> SearchOptions:
+        """The options a search really runs with: the collection's calibrated fusion filled in, validated."""
+        opts = (opts or SearchOptions()).resolved(self.collection.manifest)
+        opts.validate()
+        return opts
 
     @property
     def model_name(self) -> str:
@@ -202,9 +235,10 @@ class Searcher:
             dense=None if dense is None else dense.tolist(),
             sparse=sparse,
             prefetch_k=max(opts.prefetch_k, opts.k),
-            fusion=opts.fusion,
+            fusion=opts.fusion or DEFAULT_FUSION,
             rrf_k=opts.rrf_k,
             weights=(opts.dense_weight, opts.sparse_weight),
+            fusion_params=dict(opts.fusion_params),
             conditions=conds,
             exact=exact,
         )
@@ -217,8 +251,7 @@ class Searcher:
     def search_many(
         self, queries: Sequence[str], opts: SearchOptions | None = None, flt: SearchFilter | None = None
     ) -> list[list[Hit]]:
-        opts = opts or SearchOptions()
-        opts.validate()
+        opts = self.options(opts)
         for q in queries:
             if not q or not q.strip():
                 raise EmptyQueryError("the query is empty")

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import MISSING, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from kret.engine.fusion import QdrantFusion
 from kret.engine.store import (
     DENSE,
     INTEGER_INDEXES,
@@ -36,8 +37,6 @@ from kret.engine.store import (
     QuerySpec,
     RawHit,
     Store,
-    attach_branches,
-    branch_plan,
     manifest_point,
     marker_point,
     state_point,
@@ -439,12 +438,11 @@ class ServerStore(Store):
         )
         return self._call(lambda c: c.count(self.collection, count_filter=flt, exact=True)).count > 0
 
-    def query(self, spec: QuerySpec) -> list[RawHit]:
+    def _run_branches(
+        self, spec: QuerySpec, branches: list[str], fusion: QdrantFusion | None
+    ) -> tuple[dict[str, list[tuple[str, float]]], list[RawHit]]:
         from qdrant_client import models
 
-        branches = branch_plan(spec)
-        if not branches:
-            return []
         flt = self._filter(spec.conditions)
         params = models.SearchParams(exact=True) if spec.exact else None
         hybrid = len(branches) > 1
@@ -474,13 +472,13 @@ class ServerStore(Store):
                     with_payload=spec.with_payload and not hybrid,
                 )
             )
-        if hybrid:
-            if spec.fusion == "dbsf":
-                fusion: Any = models.FusionQuery(fusion=models.Fusion.DBSF)
+        if fusion is not None:
+            if fusion.kind == "dbsf":
+                fused: Any = models.FusionQuery(fusion=models.Fusion.DBSF)
             else:
                 # k is always explicit: the server's implicit RRF k differs from kret's default of 60.
-                weights = list(spec.weights) if tuple(spec.weights) != (1.0, 1.0) else None
-                fusion = models.RrfQuery(rrf=models.Rrf(k=spec.rrf_k, weights=weights))
+                weights = None if fusion.weights is None else list(fusion.weights)
+                fused = models.RrfQuery(rrf=models.Rrf(k=fusion.k, weights=weights))
             prefetch = []
             for b in branches:
                 query, using = nearest(b)
@@ -492,7 +490,7 @@ class ServerStore(Store):
             requests.append(
                 models.QueryRequest(
                     prefetch=prefetch,
-                    query=fusion,
+                    query=fused,
                     filter=flt,
                     limit=spec.limit,
                     with_payload=spec.with_payload,
@@ -503,9 +501,18 @@ class ServerStore(Store):
             b: [(str(p.id), float(p.score)) for p in res.points]
             for b, res in zip(branches, results, strict=False)
         }
+        if hybrid and fusion is None:
+            return branch_lists, []
         final = results[-1].points
-        hits = [RawHit(id=str(p.id), score=float(p.score), payload=p.payload or {}) for p in final]
-        return attach_branches(hits, branch_lists)
+        return branch_lists, [
+            RawHit(id=str(p.id), score=float(p.score), payload=p.payload or {}) for p in final
+        ]
+
+    def _payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        recs = self._call(
+            lambda c: c.retrieve(self.collection, list(ids), with_payload=True, with_vectors=False)
+        )
+        return {str(r.id): r.payload or {} for r in recs}
 
 
 class ServerBackend(Backend):

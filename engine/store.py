@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from kret.engine.fusion import FusionInput, QdrantFusion, get_fusion
 from kret.engine.types import BranchScore, SparseVec, StoredPoint
 from kret.indexer.document import KRET_NAMESPACE, doc_point_id
 
@@ -57,9 +58,10 @@ class QuerySpec:
     dense: list[float] | None = None
     sparse: SparseVec | None = None
     prefetch_k: int = 100
-    fusion: Literal["rrf", "dbsf"] = "dbsf"
+    fusion: str = "dbsf"  # a name in kret.engine.fusion's registry
     rrf_k: int = 60
     weights: tuple[float, float] = (1.0, 1.0)  # dense, sparse
+    fusion_params: dict[str, float] = field(default_factory=dict)  # a client-side method's parameters
     conditions: list[Condition] = field(default_factory=list)
     exact: bool = False
     with_payload: bool = True
@@ -189,8 +191,52 @@ class Store(ABC):
         document becomes visible to search whole, and complete for the next run."""
         raise NotImplementedError
 
+    def query(self, spec: QuerySpec) -> list[RawHit]:
+        """One branch as Qdrant ranks it; hybrid fused inside Qdrant or, for a client-side method, here.
+
+        Either way every branch's own list comes back from the same batch request, so each hit carries its
+        per-branch scores and ranks (``attach_branches``). A client-side method costs one extra call: the
+        payloads of the fused top ``limit``.
+        """
+        branches = branch_plan(spec)
+        if not branches:
+            return []
+        if len(branches) == 1:
+            lists, final = self._run_branches(spec, branches, None)
+            return attach_branches(final, lists)
+        method = get_fusion(spec.fusion)
+        if method.in_qdrant:
+            lists, final = self._run_branches(spec, branches, method.qdrant(spec.rrf_k, spec.weights))
+            return attach_branches(final, lists)
+        lists, _ = self._run_branches(spec, branches, None)
+        fused = method.fuse(
+            FusionInput(
+                dense=lists["dense"],
+                sparse=lists["sparse"],
+                n_terms=len(spec.sparse) if spec.sparse is not None else 0,
+                rrf_k=spec.rrf_k,
+                weights=spec.weights,
+                params=spec.fusion_params,
+            )
+        )[: spec.limit]
+        payloads = self._payloads([pid for pid, _ in fused]) if spec.with_payload and fused else {}
+        final = [RawHit(id=pid, score=score, payload=payloads.get(pid, {})) for pid, score in fused]
+        return attach_branches(final, lists)
+
     @abstractmethod
-    def query(self, spec: QuerySpec) -> list[RawHit]: ...
+    def _run_branches(
+        self, spec: QuerySpec, branches: list[str], fusion: QdrantFusion | None
+    ) -> tuple[dict[str, list[tuple[str, float]]], list[RawHit]]:
+        """One batch request: each planned branch's ranked ``(id, score)`` list and the final hits.
+
+        One branch: its top ``spec.limit`` with payloads is both the list and the final hits. Several: each
+        branch's top ``spec.prefetch_k`` without payloads, plus — when ``fusion`` is given — Qdrant's fused
+        top ``spec.limit`` with payloads as the final hits (else the final hits are empty: the caller fuses).
+        """
+
+    @abstractmethod
+    def _payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Payloads of these points by id (for the top hits of a client-side fusion)."""
 
     @abstractmethod
     def scroll_chunks(self, *, with_vectors: bool = False, batch: int = 512) -> Iterator[StoredPoint]: ...

@@ -70,6 +70,7 @@ def evaluate_dataset(
         query_ids = query_ids[:max_queries]
     searcher = kr.open(name)
     try:
+        opts = searcher.options(opts)  # the collection's calibrated fusion, if any, as the search will use it
         n_chunks = searcher.collection.store.count_chunks()
         hits_per_query: dict[str, list[tuple[str, float]]] = {}
         if progress:
@@ -108,6 +109,7 @@ def evaluate_dataset(
     }
     fusion = {
         "fusion": opts.fusion,
+        "fusion_params": dict(opts.fusion_params),
         "rrf_k": opts.rrf_k,
         "prefetch_k": opts.prefetch_k,
         "weights": {"dense": opts.dense_weight, "sparse": opts.sparse_weight},

@@ -32,7 +32,7 @@ from kret.engine.search import Searcher, SearchOptions
 from kret.engine.sparse import KiwiBM25Encoder
 from kret.engine.store import Backend
 from kret.engine.types import Hit, SearchFilter
-from kret.errors import EmptyQueryError, KretError, LoaderError
+from kret.errors import EmptyQueryError, KretError, LoaderError, UserInputError
 from kret.indexer.chunker import Chunker, ChunkingParams
 from kret.indexer.document import Document
 from kret.indexer.loaders import discover, load_file, load_file_report, skipped_entries, source_types
@@ -486,6 +486,59 @@ class Kret:
         finally:
             searcher.collection.close()
 
+    # fusion calibration ---------------------------------------------------------------------------------
+    def tune(
+        self,
+        collection: str | None = None,
+        *,
+        queries: str | Path | None = None,
+        dataset: str | Path | None = None,
+        split: str = "dev",
+        folds: int = 5,
+        seed: int = 0,
+        store: bool = True,
+        force: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ):
+        """Calibrate a collection's hybrid fusion on labelled queries (``kret tune``).
+
+        ``queries``: a file as ``kret train finetune`` takes; ``dataset``: a BEIR folder (qrels/<split>.tsv)
+        whose corpus the collection holds. Returns ``evaluators.tune.TuneResult``; the choice is written to
+        the collection's manifest only when its cross-validated gain is significant (or ``force``).
+        """
+        from kret.evaluators import tune as tuning
+
+        if (queries is None) == (dataset is None):
+            raise UserInputError("give labelled queries: either a queries file or a BEIR dataset folder")
+        searcher = self.open(collection)
+        try:
+            if dataset is not None:
+                data = tuning.labelled_from_dataset(dataset, split)
+            else:
+                data = tuning.labelled_from_queries_file(queries, searcher)
+            return tuning.tune_searcher(
+                searcher,
+                data,
+                n_folds=folds,
+                seed=seed,
+                prefetch_k=self.settings.prefetch_k,
+                store=store,
+                force=force,
+                progress=progress,
+            )
+        finally:
+            searcher.collection.close()
+
+    def reset_tuning(self, collection: str | None = None) -> dict[str, Any] | None:
+        """Remove a collection's fusion calibration; returns the removed entry, or None if it had none."""
+        from kret.evaluators.tune import reset_tuning
+
+        searcher = self.open(collection)
+        try:
+            return reset_tuning(searcher)
+        finally:
+            searcher.collection.close()
+
     # collections ----------------------------------------------------------------------------------------
     def collections(self) -> list[dict[str, Any]]:
         """Every collection's info; one held open by another process is listed with ``in_use`` only.
@@ -519,6 +572,7 @@ class Kret:
                 "chunking": coll.manifest["chunking"],
                 "prompts": coll.manifest["prompts"],
                 "created_at": coll.manifest.get("created_at"),
+                "fusion": coll.manifest.get("fusion"),
             }
             if check_vectors:
                 info["vectors"] = vector_health(coll)

@@ -78,3 +78,8 @@ class TrainingError(KretError):
 
 class RegistryError(KretError):
     """A model version is unknown, or cannot be removed because a collection uses it."""
+
+
+class MissingExtraError(UserInputError):
+    """An optional part of kret (an extra such as ``kret[train]``) is not installed; the message names the
+    ``pip install`` that adds it."""

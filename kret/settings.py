@@ -26,7 +26,7 @@ from pydantic_settings import (
 SearchMode = Literal["dense", "sparse", "hybrid"]
 Runtime = Literal["openvino", "torch"]
 Precision = Literal["auto", "fp32", "int8"]
-FusionKind = Literal["rrf", "dbsf"]
+FusionKind = str  # a name in kret.engine.fusion's registry (validated against it)
 
 
 def _default_home() -> Path:
@@ -134,10 +134,11 @@ class Settings(BaseSettings):
 
     # search
     search_mode: SearchMode = "hybrid"
-    fusion: FusionKind = Field(
-        "dbsf",
-        description="Hybrid fusion: 'dbsf' (score normalisation; beat both branches on the Korean benchmarks, "
-        "bench/README.md) or 'rrf' (rank-based, with rrf_k and per-branch weights).",
+    fusion: FusionKind | None = Field(
+        None,
+        description="Hybrid fusion, a name from kret.engine.fusion's registry: 'dbsf' (score normalisation; "
+        "the default), 'rrf' (rank-based, with rrf_k and per-branch weights) or 'adaptive' (per-query "
+        "weighted DBSF). None = the collection's calibrated choice (`kret tune`), else the default.",
     )
     rrf_k: int = Field(60, ge=1)
     prefetch_k: int = Field(100, ge=1, description="Candidates each branch hands to fusion.")
@@ -186,6 +187,16 @@ class Settings(BaseSettings):
     def _valid_collection(cls, value: str) -> str:
         if not value or not all(c.isalnum() or c in "-_" for c in value):
             raise ValueError(f"collection name {value!r} may hold only letters, digits, '-' and '_'")
+        return value
+
+    @field_validator("fusion")
+    @classmethod
+    def _known_fusion(cls, value: str | None) -> str | None:
+        if value is not None:
+            from kret.engine.fusion import fusion_names
+
+            if value not in fusion_names():
+                raise ValueError(f"unknown fusion {value!r} (choose {', '.join(fusion_names())})")
         return value
 
     @model_validator(mode="after")
