@@ -186,7 +186,7 @@ def test_changed_large_document_starts_over_and_prune_drops_parts(
     assert snapshot(kr)["pending"]
 
     (folder / "big.txt").write_text(big_text(variant="새"), encoding="utf-8")
-    counter.stop_at, counter.texts = 10, 0
+    counter.stop_at, counter.texts, counter.calls = 10, 0, 0
     assert kr.index([folder]).interrupted
     snap = snapshot(kr)
     ((big_id, pending),) = snap["pending"].items()
