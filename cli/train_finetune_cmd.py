@@ -15,7 +15,7 @@ from rich.table import Table
 
 from kret.cli.common import ProgressView, console, get_kret, out, print_json
 from kret.cli.main import CONTEXT
-from kret.cli.train_cmd import temperature_option, train
+from kret.cli.train_cmd import budget_options, temperature_option, train
 from kret.errors import UserInputError
 
 
@@ -151,11 +151,7 @@ def mining_table(stats: dict[str, int], n: int) -> Table:
 )
 @click.option("--lr", type=float, default=1e-5, show_default=True)
 @temperature_option
-@click.option(
-    "--max-seq-length",
-    type=click.IntRange(8),
-    help="Truncate training texts to N tokens (a CPU budget; the saved model keeps its own limit).",
-)
+@budget_options
 @click.option("--epochs", type=float, default=1.0, show_default=True)
 @click.option(
     "--max-steps", type=click.IntRange(1), help="Stop after N optimizer steps (overrides --epochs)."
@@ -197,6 +193,9 @@ def finetune_cmd(
     lr,
     temperature,
     max_seq_length,
+    memory_gb,
+    no_cache,
+    precision,
     epochs,
     max_steps,
     seed,
@@ -231,6 +230,9 @@ def finetune_cmd(
         lr=lr,
         temperature=temperature,
         max_seq_length=max_seq_length,
+        memory_gb=memory_gb,
+        cached=not no_cache,
+        precision=precision,
         epochs=epochs,
         max_steps=max_steps,
         loss=loss,

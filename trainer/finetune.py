@@ -142,13 +142,6 @@ def finetune(
     if loss is not None:
         cfg.loss = loss
     note = (lambda msg: progress(note=msg)) if progress else (lambda msg: None)
-    if cfg.loss == "gist" and n_negatives > 1 and not cfg.mini_batch_size:
-        # GISTEmbedLoss takes one hard negative per row; its cached variant takes n, and with a mini-batch
-        # as large as the batch it computes the same loss.
-        cfg.mini_batch_size = cfg.batch_size
-        note(
-            f"--loss gist with {n_negatives} negatives: using the cached GIST loss (mini-batch {cfg.batch_size})"
-        )
     cfg.validate()
     MiningParams(
         mode, range_min, range_max, margin, n_negatives, strategy, consistency_top_k, seed
