@@ -29,7 +29,6 @@ temperature_option = click.option(
 )
 
 
-
 def budget_options(fn):
     """Training length, memory and precision options shared by both trainers (defaults fit a laptop)."""
     from kret.trainer.fit import DEFAULT_TRAIN_SEQ_LENGTH, PRECISIONS

@@ -235,6 +235,9 @@ def mining_table(stats: dict[str, Any], n: int) -> Table:
 @click.option(
     "--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True
 )
+@click.option(
+    "--no-gate", is_flag=True, help="Register the model without evaluating it (never promoted); gate later."
+)
 @click.option("--force", is_flag=True, help="Make the new model the default even if the gate fails.")
 @click.option("--run-name", help="Folder under KRET_HOME/runs (default ft-<collection>-<time>).")
 @click.option("--resume", is_flag=True, help="Continue the run --run-name: same mined set, last checkpoint.")
@@ -274,6 +277,7 @@ def finetune_cmd(
     eval_datasets,
     metric,
     alpha,
+    no_gate,
     force,
     run_name,
     resume,
@@ -331,6 +335,7 @@ def finetune_cmd(
             rules=_parse_rules(rules),
             rescaled_max=rescaled_max,
             gate_mode=gate_mode,
+            run_gate=not no_gate,
             max_queries=max_queries,
             fit_cfg=cfg,
             eval_datasets=[Path(p) for p in eval_datasets],
@@ -367,7 +372,7 @@ def _print_result(result: Any) -> None:
     d = result.decision
     if d is None:
         console.print(
-            "[yellow]no gate ran (no held-out queries, no --eval): the default model is unchanged[/]"
+            "[yellow]no gate ran (--no-gate, or no held-out queries and no --eval): the default model is unchanged[/]"
         )
         return
     from kret.evaluators.report import render_comparison

@@ -129,6 +129,7 @@ def finetune(
     rules: Sequence[str] | None = None,
     rescaled_max: float = 0.95,
     gate_mode: str = "both",
+    run_gate: bool = True,
     max_queries: int | None = None,
     fit_cfg: FitConfig | None = None,
     loss: str | None = None,
@@ -147,7 +148,7 @@ def finetune(
     metadata key) *before* mining, so none of it is trained on, and a ``dev_fraction`` of the remaining groups
     is set aside as a dev set for choosing hyper-parameters; no document of either group is mined as a
     negative (``kret.trainer.split``). ``rules`` are the mining rules (default ``DEFAULT_RULES``);
-    ``gate_mode`` is dense, hybrid or both. Returns what happened, including the gate's decision; ``kret reindex`` is left to the user.
+    ``gate_mode`` is dense, hybrid or both; ``run_gate=False`` registers the model without evaluating it. Returns what happened, including the gate's decision; ``kret reindex`` is left to the user.
     """
     cfg = fit_cfg or FitConfig()
     if loss is not None:
@@ -341,10 +342,12 @@ def finetune(
             modes=run_gate_modes,
             progress=progress,
         )
-        if (heldout_dir is not None or evals or force)
+        if run_gate and (heldout_dir is not None or evals or force)
         else None
     )
-    if decision is None:
+    if decision is None and not run_gate:
+        note(f"--no-gate: {model.name} is registered, not evaluated and not promoted")
+    elif decision is None:
         note("no held-out queries and no --eval dataset: the gate did not run; the model was not promoted")
     return FinetuneResult(
         run_dir,
