@@ -121,7 +121,9 @@ class FitConfig:
         if not self.memory_gb > 0:
             raise UserInputError(f"memory budget must be > 0 GB, got {self.memory_gb}")
         if self.precision not in PRECISIONS:
-            raise UserInputError(f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}")
+            raise UserInputError(
+                f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}"
+            )
         if self.save_steps < 1:
             raise UserInputError("save_steps must be >= 1")
         if self.max_seq_length is not None and self.max_seq_length < 8:
@@ -244,9 +246,7 @@ def resolve_mini_batch(
     return mini, info
 
 
-def _build_loss(
-    model: Any, base: ModelInfo, cfg: FitConfig, mini: int | None, device: str | None
-) -> Any:
+def _build_loss(model: Any, base: ModelInfo, cfg: FitConfig, mini: int | None, device: str | None) -> Any:
     from sentence_transformers.sentence_transformer import losses
 
     gather = world_size() > 1
