@@ -53,7 +53,8 @@ def main() -> None:
     ds = load_beir(args.dataset)
     kr = Kret()
     info = kr.resolve_model()
-    searcher = kr.open(eval_collection_name(ds, info.fingerprint, kr.settings.chunk_tokens))
+    serving = f"{kr.settings.runtime}-{kr.settings.precision}"
+    searcher = kr.open(eval_collection_name(ds, info.fingerprint, kr.settings.chunk_tokens, serving))
     qids = list(ds.queries)[: args.max_queries]
     branches = {}
     for mode in ("dense", "sparse"):

@@ -3,6 +3,8 @@ instead: LangChain's ``QdrantVectorStore`` over qdrant-client local mode with th
 
     python bench/latency_peer.py --collection eval-korquad-dev-hard-a8de650c-df7b7ed3-cauto \
         --queries ../shared/data/bench/korquad-dev-hard/queries.jsonl --n 200
+    python bench/latency_peer.py --dataset ../shared/data/bench/korquad-dev-hard --n 200   # the collection
+                                 # `kret eval` built for it with the current default model (regress.py)
 
 Same queries, one at a time, top 10, in one run. The peer gets the very vectors kret stored (no second
 embedding pass), in LangChain's own collection layout, and embeds each query with the same model and prompt.
@@ -24,8 +26,11 @@ from kret.api import Kret
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--collection", required=True)
-    ap.add_argument("--queries", type=Path, required=True)
+    ap.add_argument("--collection", help="an existing collection (or --dataset)")
+    ap.add_argument("--queries", type=Path, help="queries.jsonl (default: the dataset's)")
+    ap.add_argument(
+        "--dataset", type=Path, help="BEIR folder: search the collection `kret eval` built for it"
+    )
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--out", type=Path, default=Path("bench/out/latency_peer.json"))
     args = ap.parse_args()
@@ -34,8 +39,21 @@ def main() -> None:
     from langchain_qdrant import QdrantVectorStore
     from qdrant_client import QdrantClient, models
 
-    queries = [json.loads(line)["text"] for line in args.queries.open(encoding="utf-8")][: args.n]
     kr = Kret()
+    if args.dataset is not None:
+        # The same name `kret eval` gives the index, so a model change cannot leave a stale literal here.
+        from kret.evaluators.beir import load_beir
+        from kret.evaluators.runner import eval_collection_name
+
+        ds = load_beir(args.dataset)
+        serving = f"{kr.settings.runtime}-{kr.settings.precision}"  # as evaluators/runner.py names it
+        args.collection = args.collection or eval_collection_name(
+            ds, kr.resolve_model().fingerprint, kr.settings.chunk_tokens, serving
+        )
+        args.queries = args.queries or args.dataset / "queries.jsonl"
+    if not args.collection or not args.queries:
+        ap.error("give --dataset, or --collection and --queries")
+    queries = [json.loads(line)["text"] for line in args.queries.open(encoding="utf-8")][: args.n]
     searcher = kr.open(args.collection)
     emb = searcher.embedder
     n_chunks = searcher.collection.store.count_chunks()

@@ -27,6 +27,8 @@ def label(report: EvalReport) -> str:
         name += f" {f.get('fusion')}"
         if f.get("fusion") == "rrf":
             name += f" k={f.get('rrf_k')} w={w.get('dense')}/{w.get('sparse')}"
+        if f.get("fusion_params"):
+            name += " " + ",".join(f"{k}={v:g}" for k, v in sorted(f["fusion_params"].items()))
     if not report.model.name.startswith("multilingual-e5-small"):
         name += f" [{report.model.name}]"
     return name

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from kret.errors import KretError
 
@@ -39,9 +40,10 @@ def run_cli(entry: Callable[..., Any]) -> None:
 
     signal.signal(signal.SIGTERM, _term)
     try:
-        entry(standalone_mode=False)
+        code = entry(standalone_mode=False)
     except KretError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # escape: a message may hold brackets (pip install 'kret[plot]') that rich would read as markup
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         console.print("[yellow]interrupted[/]")
@@ -54,6 +56,10 @@ def run_cli(entry: Callable[..., Any]) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    # Without standalone mode, click returns a command's ``ctx.exit(n)`` instead of raising it: an
+    # interrupted `kret index` (130) would otherwise exit 0.
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 def rich_progress(enabled: bool = True):
@@ -99,11 +105,14 @@ class ProgressView:
 
 
 class IndexProgress(ProgressView):
-    """Indexing: files read, then documents and chunks embedded (with chunks/s)."""
+    """Indexing: files read, then documents written, with the chunks and (unpadded) tokens embedded per
+    second. Chunks are embedded sorted by length, so a document is counted when its last chunk is done;
+    the chunk and token rates move with every batch."""
 
     def __init__(self, enabled: bool = True) -> None:
         super().__init__(enabled)
         self.chunks = 0
+        self.tokens = 0
         self.started: float | None = None
 
     def __call__(
@@ -113,6 +122,7 @@ class IndexProgress(ProgressView):
         advance: int = 0,
         chunks: int = 0,
         note: str | None = None,
+        tokens: int = 0,
         **_: Any,
     ) -> None:
         import time
@@ -134,8 +144,11 @@ class IndexProgress(ProgressView):
         if total is not None:
             self.progress.update(task, total=total)
         self.chunks += chunks
+        self.tokens += tokens
         extra = ""
         if stage == "embed" and self.started is not None:
-            rate = self.chunks / max(time.perf_counter() - self.started, 1e-9)
-            extra = f"{self.chunks} chunks, {rate:.1f} chunks/s"
+            elapsed = max(time.perf_counter() - self.started, 1e-9)
+            extra = f"{self.chunks} chunks, {self.chunks / elapsed:.1f} chunks/s"
+            if self.tokens:
+                extra += f", {self.tokens / elapsed:,.0f} tokens/s"
         self.progress.update(task, advance=advance, extra=extra)

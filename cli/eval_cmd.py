@@ -8,6 +8,7 @@ import click
 
 from kret.cli.common import IndexProgress, console, get_kret, out
 from kret.cli.main import CONTEXT, cli
+from kret.cli.options import search_options
 from kret.errors import UserInputError
 
 
@@ -45,11 +46,7 @@ def eval_group() -> None:
 @click.argument("dataset", type=click.Path(file_okay=False))
 @click.option("--split", default="test", show_default=True, help="qrels/<split>.tsv")
 @click.option("-m", "--model", help="Model: 'default', a version, a folder or a hub name.")
-@click.option("--mode", type=click.Choice(["dense", "sparse", "hybrid"]))
-@click.option("--fusion", type=click.Choice(["rrf", "dbsf"]))
-@click.option("--prefetch-k", type=click.IntRange(1, 10000))
-@click.option("--dense-weight", type=float)
-@click.option("--sparse-weight", type=float)
+@search_options
 @click.option("-k", "ks", default="1,3,5,10", show_default=True, help="Cut-offs, comma-separated.")
 @click.option("--max-queries", type=click.IntRange(1), help="Evaluate only the first N queries (smoke runs).")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Write the JSON report here.")
@@ -60,11 +57,7 @@ def eval_run(
     dataset,
     split,
     model,
-    mode,
-    fusion,
-    prefetch_k,
-    dense_weight,
-    sparse_weight,
+    search_opts,
     ks,
     max_queries,
     out_path,
@@ -74,6 +67,10 @@ def eval_run(
     from kret.evaluators.report import render_report
     from kret.evaluators.runner import evaluate_dataset
 
+    if plot_path:  # before the evaluation, not after minutes of it
+        from kret.extras import require_extra
+
+        require_extra("plot", "--plot")
     kr = get_kret(ctx)
     with IndexProgress() as progress:
         report = evaluate_dataset(
@@ -84,11 +81,7 @@ def eval_run(
             ks=_parse_ks(ks),
             max_queries=max_queries,
             progress=progress,
-            mode=mode,
-            fusion=fusion,
-            prefetch_k=prefetch_k,
-            dense_weight=dense_weight,
-            sparse_weight=sparse_weight,
+            **search_opts,
         )
     if out_path:
         report.to_json(Path(out_path))

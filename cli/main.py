@@ -7,8 +7,10 @@ from rich.table import Table
 
 from kret import __version__
 from kret.cli.common import IndexProgress, console, get_kret, out, print_json, run_cli
+from kret.cli.options import search_options
 from kret.engine.types import SearchFilter
-from kret.errors import UserInputError
+from kret.errors import StoreError, UserInputError
+from kret.indexer.loaders import source_types
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -16,20 +18,33 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="kret")
 @click.option("--home", envvar=None, help="Where kret keeps models and collections (env KRET_HOME).")
+@click.option(
+    "--allow-downloads",
+    is_flag=True,
+    default=None,
+    help="Let -m name a Hugging Face hub model that is not cached yet and download it "
+    "(env KRET_ALLOW_DOWNLOADS); without it an unknown model name never touches the network.",
+)
 @click.pass_context
-def cli(ctx: click.Context, home: str | None) -> None:
+def cli(ctx: click.Context, home: str | None, allow_downloads: bool | None) -> None:
     """kret — Korean retrieval for RAG.
 
     \b
     Typical session:
-      kret index ./docs                  # index a folder (txt md html pdf docx hwp hwpx jsonl)
+      kret index ./docs                  # index a folder ({formats})
       kret search "한국의 수도는?"         # hybrid search: Kiwi BM25 + multilingual-e5, fused
       kret eval ../data/korquad-dev      # score the pipeline on a BEIR dataset
       kret train pretrain --wiki DUMP    # adapt the model on Korean Wikipedia title/body pairs
 
     Settings come from flags, KRET_* environment variables and ./kret.toml (see README).
     """
-    ctx.ensure_object(dict)["overrides"] = {"home": home} if home else {}
+    overrides: dict[str, object] = {"home": home} if home is not None else {}
+    if allow_downloads:
+        overrides["allow_downloads"] = True
+    ctx.ensure_object(dict)["overrides"] = overrides
+
+
+cli.help = (cli.help or "").replace("{formats}", " ".join(source_types()))  # from the loader registry
 
 
 # index ---------------------------------------------------------------------------------------------------
@@ -64,7 +79,8 @@ def _print_summary(s) -> None:
     state = "[yellow]interrupted[/]" if s.interrupted else "[green]done[/]"
     console.print(
         f"{state}: collection [bold]{s.collection}[/] — added {s.added}, updated {s.updated}, "
-        f"unchanged {s.unchanged}, deleted {s.deleted}, failed {s.failed}; {s.chunks} chunks in {s.seconds:.1f}s "
+        f"unchanged {s.unchanged}, deleted {s.deleted}, failed {s.failed}, skipped {len(s.skipped)}; "
+        f"{s.chunks} chunks in {s.seconds:.1f}s "
         f"(model {s.model})",
         highlight=False,
     )
@@ -75,6 +91,13 @@ def _print_summary(s) -> None:
         table.add_column("path")
         table.add_column("reason")
         for f in s.failures:
+            table.add_row(f["path"], f["reason"])
+        console.print(table)
+    if s.skipped:
+        table = Table(title="skipped (nothing to index)", show_lines=False)
+        table.add_column("path", overflow="fold")  # a path cut short with "…" cannot be found
+        table.add_column("reason")
+        for f in s.skipped:
             table.add_row(f["path"], f["reason"])
         console.print(table)
 
@@ -91,39 +114,38 @@ def _parse_where(items: tuple[str, ...]) -> dict[str, str]:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("query")
+@click.argument("query", required=False)
+@click.option(
+    "-i", "--interactive", is_flag=True, help="A prompt that keeps everything loaded (also: no QUERY)."
+)
+@click.option("--full", is_flag=True, help="Print whole chunks instead of the sentences that matched.")
 @click.option("-k", "--top-k", "k", default=10, show_default=True, type=click.IntRange(1, 1000))
 @click.option("-c", "--collection", help="Collection to search.")
-@click.option("--mode", type=click.Choice(["dense", "sparse", "hybrid"]), help="Default: hybrid (settings).")
-@click.option(
-    "--fusion", type=click.Choice(["rrf", "dbsf"]), help="How hybrid fuses its branches (default dbsf)."
-)
-@click.option(
-    "--prefetch-k", type=click.IntRange(1, 10000), help="Candidates per branch before fusion (default 100)."
-)
-@click.option("--dense-weight", type=float, help="RRF weight of the dense branch (with --fusion rrf).")
-@click.option("--sparse-weight", type=float, help="RRF weight of the Kiwi BM25 branch (with --fusion rrf).")
+@search_options
 @click.option("--path", "path_prefix", help="Only documents under this path prefix.")
 @click.option("--glob", "path_glob", help="Only documents whose path matches this glob, e.g. '*.md'.")
-@click.option("--type", "types", multiple=True, help="Only these file types (md, pdf, …); repeatable.")
+@click.option(
+    "--type", "types", multiple=True, help=f"Only these file types ({', '.join(source_types())}); repeatable."
+)
 @click.option(
     "--where", "where", multiple=True, help="Payload match key=value (JSONL fields too); repeatable."
 )
 @click.option("-m", "--model", help="Assert the model (refused if the collection was built with another).")
 @click.option(
-    "--json", "as_json", is_flag=True, help="One JSON object per hit (rank, score, branches, text…)."
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per hit (rank, score, branches, text, highlights, snippet…).",
 )
 @click.pass_context
 def search(
     ctx,
     query,
+    interactive,
+    full,
     k,
     collection,
-    mode,
-    fusion,
-    prefetch_k,
-    dense_weight,
-    sparse_weight,
+    search_opts,
     path_prefix,
     path_glob,
     types,
@@ -137,41 +159,31 @@ def search(
     Examples:
       kret search "세종대왕이 만든 문자는?"
       kret search "연차 규정" --type pdf --where dept=인사 -k 5 --json
+      kret search -i                     # a prompt: many questions, model loaded once (:help inside)
+
+    Each hit shows the sentences that matched with the query's terms highlighted (--full: whole chunk).
     """
     kr = get_kret(ctx)
     flt = SearchFilter(
         path_prefix=path_prefix, path_glob=path_glob, source_types=list(types), where=_parse_where(where)
     )
+    if interactive or query is None:
+        from kret.cli.interactive import start_prompt
+
+        options = dict(k=k, **search_opts)
+        start_prompt(kr, collection, model, flt, options, full=full, as_json=as_json)
+        return
     hits = kr.search(
         query,
         k,
         collection=collection,
         model=model,
-        mode=mode,
         filter=flt,
-        fusion=fusion,
-        prefetch_k=prefetch_k,
-        dense_weight=dense_weight,
-        sparse_weight=sparse_weight,
+        **search_opts,
     )
-    if as_json:
-        for h in hits:
-            print_json(h.to_dict())
-        return
-    if not hits:
-        console.print("no results")
-        return
-    table = Table(show_lines=True)
-    table.add_column("#", justify="right")
-    table.add_column("score", justify="right")
-    table.add_column("title / path", max_width=36, overflow="fold")
-    table.add_column("text", overflow="fold")
-    for h in hits:
-        branch = " ".join(f"{k[0]}#{v.rank}" for k, v in h.branches.items())
-        where_ = f"[bold]{h.title}[/]\n{h.path}" if h.title else h.path
-        snippet = h.text if len(h.text) <= 300 else h.text[:300] + "…"
-        table.add_row(str(h.rank), f"{h.score:.4f}\n[dim]{branch}[/]", where_, snippet)
-    out.print(table)
+    from kret.cli.render import print_hits
+
+    print_hits(hits, query, out, full=full, as_json=as_json)
 
 
 # collections ---------------------------------------------------------------------------------------------
@@ -196,8 +208,9 @@ def collections_list(ctx, as_json) -> None:
     for col in ("name", "version", "documents", "chunks", "model"):
         table.add_column(col)
     for i in infos:
-        if i.get("in_use"):
-            table.add_row(i["name"], str(i["version"]), "-", "-", "(in use by another kret process)")
+        if i.get("in_use") or i.get("version") is None:
+            note = "(in use by another kret process)" if i.get("in_use") else "(no live version)"
+            table.add_row(i["name"], str(i["version"]), "-", "-", note)
             continue
         table.add_row(
             i["name"],
@@ -207,14 +220,24 @@ def collections_list(ctx, as_json) -> None:
             f"{i['model']['name']} ({i['model']['fingerprint'][:12]})",
         )
     out.print(table)
+    for i in infos:
+        if i.get("orphans"):
+            console.print(
+                f"[yellow]orphan versions[/] of {i['name']}: {', '.join(i['orphans'])} (left by an interrupted "
+                f"run, a full disk or a crash; not live) — remove with `{i['remove_with']}`",
+                highlight=False,
+            )
 
 
 @collections.command("show")
 @click.argument("name")
 @click.pass_context
 def collections_show(ctx, name) -> None:
-    """Everything the collection's manifest records."""
-    print_json(get_kret(ctx).collection_info(name))
+    """Everything the collection's manifest records, and whether its stored vectors read back whole."""
+    info = get_kret(ctx).collection_info(name, check_vectors=True)
+    print_json(info)
+    if not info["vectors"]["ok"]:
+        raise StoreError(f"collection {name!r} is damaged: {info['vectors']['problem']}")
 
 
 @collections.command("rm")
@@ -313,7 +336,7 @@ def models_rm(ctx, version, force) -> None:
     """Remove a model version (refused while a collection uses it, unless --force)."""
     kr = get_kret(ctx)
     info = kr.registry.get(version)
-    used = [c["name"] for c in kr.collections() if c["model"]["fingerprint"] == info.fingerprint]
+    used = [c["name"] for c in kr.collections() if c.get("model", {}).get("fingerprint") == info.fingerprint]
     kr.registry.remove(version, used_by=used, force=force)
     console.print(f"removed model {version}")
 
@@ -354,16 +377,21 @@ def reindex(ctx, collection, model, as_json) -> None:
 @click.option("--evals", is_flag=True, help="Also remove the cached collections `kret eval` built.")
 @click.pass_context
 def gc(ctx, collection, evals) -> None:
-    """Remove collection versions that are no longer live (left by `kret reindex`)."""
-    removed = get_kret(ctx).gc(collection, include_eval=evals)
+    """Remove collection versions that are not live: old ones left by `kret reindex` and orphans left by a
+    crash, a full disk or an interrupted first index. Versions a running kret process is building or
+    holds open are skipped."""
+    skipped: list[str] = []
+    removed = get_kret(ctx).gc(collection, include_eval=evals, skipped=skipped)
     console.print(f"removed {len(removed)}: {', '.join(removed)}" if removed else "nothing to remove")
+    for item in skipped:
+        console.print(f"[yellow]skipped[/] {item}", highlight=False)
 
 
 def _register_optional_commands() -> None:
     """Eval and train commands live in their own modules; they register themselves on the group."""
     import importlib
 
-    for mod in ("kret.cli.eval_cmd", "kret.cli.train_cmd"):
+    for mod in ("kret.cli.eval_cmd", "kret.cli.train_cmd", "kret.cli.doctor", "kret.cli.tune_cmd"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:

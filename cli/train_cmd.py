@@ -9,14 +9,34 @@ import click
 from kret.cli.main import CONTEXT, cli
 
 
-@cli.group("train", context_settings=CONTEXT)
-def train() -> None:
+class _TrainGroup(click.Group):
+    """Remembers whether help was asked for: the group callback runs before a subcommand parses --help."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["kret.train.help"] = any(arg in ("-h", "--help") for arg in args)
+        return super().parse_args(ctx, args)
+
+
+@cli.group("train", cls=_TrainGroup, context_settings=CONTEXT)
+@click.pass_context
+def train(ctx: click.Context) -> None:
     """Train new model versions; each lands in the registry with its lineage (`kret models list`).
 
     \b
       kret train pretrain --wiki kowiki/ --max-pairs 20000      # KoE5-PT recipe: title -> body, in-batch negatives
       kret train finetune --mine-negatives -c docs --queries q.jsonl   # hard negatives mined from your index
+
+    Needs the training extra: pip install 'kret[train]'.
     """
+    # Checked here, before any pair building or mining, so a missing extra is one line at once; help for a
+    # subcommand (parsed after this callback) still works without it. mwparserfromhell is only needed for
+    # XML dumps and says so itself.
+    if not ctx.meta.get("kret.train.help"):
+        from kret.extras import require_extra
+
+        require_extra(
+            "train", f"kret train {ctx.invoked_subcommand or ''}".strip(), ("datasets", "accelerate")
+        )
 
 
 # Shared by both trainers: the loss temperature must match the base model's, whichever command trains it.

@@ -38,14 +38,23 @@ def build_manifest(
     max_seq_length: int,
     chunking: dict[str, int],
     sparse: dict[str, Any],
+    serving: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """``serving`` (runtime, precision, int8 calibration) is stored inside ``model``, next to the fingerprint:
+    the same weights on another numeric path give slightly different vectors."""
     from kret import __version__
 
+    model_entry: dict[str, Any] = {
+        "name": model.name,
+        "fingerprint": model.fingerprint,
+        "source": model.source or model.name,
+    }
+    model_entry.update(serving or {})
     return {
         "manifest_version": MANIFEST_VERSION,
         "kret_version": __version__,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "model": {"name": model.name, "fingerprint": model.fingerprint, "source": model.source or model.name},
+        "model": model_entry,
         "dimension": dimension,
         "prompts": prompts,
         "max_seq_length": max_seq_length,
@@ -61,6 +70,38 @@ def check_model(name: str, manifest: dict[str, Any], model: ModelInfo) -> None:
             f"collection {name!r} was built with model {built.get('name')} ({str(built.get('fingerprint'))[:12]}) "
             f"but you asked for {model.name} ({model.fingerprint[:12]}); use the collection's model, or build a new "
             f"collection / `kret reindex --collection {name} --model {model.name}`"
+        )
+
+
+# Collections written before runtimes existed were embedded by sentence-transformers on torch in fp32.
+LEGACY_SERVING = {"runtime": "torch", "precision": "fp32"}
+
+
+def recorded_serving(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The runtime/precision (and int8 calibration) a collection's passages were embedded with."""
+    built = manifest.get("model", {})
+    if "runtime" not in built:
+        return dict(LEGACY_SERVING)
+    out = {"runtime": built["runtime"], "precision": built.get("precision", "auto")}
+    if built.get("calibration"):
+        out["calibration"] = built["calibration"]
+    return out
+
+
+def check_serving(name: str, manifest: dict[str, Any], runtime: str | None, precision: str | None) -> None:
+    """Refuse an explicitly requested runtime/precision other than the collection's own.
+
+    Query and passage vectors must come from the same numeric path: an int8 query against bf16 passages
+    drifts silently. By default searches simply use the recorded pair; only an explicit different request
+    (argument, KRET_RUNTIME / KRET_PRECISION, kret.toml) gets here and fails with both named.
+    """
+    built = recorded_serving(manifest)
+    want = {"runtime": runtime or built["runtime"], "precision": precision or built["precision"]}
+    if (want["runtime"], want["precision"]) != (built["runtime"], built["precision"]):
+        raise ModelMismatchError(
+            f"collection {name!r} was embedded with runtime {built['runtime']} at precision {built['precision']} "
+            f"but you asked for runtime {want['runtime']} at precision {want['precision']}; search it with its own "
+            f"(unset KRET_RUNTIME/KRET_PRECISION) or rebuild it (`kret reindex --collection {name} --model ...`)"
         )
 
 

@@ -721,7 +721,20 @@ def _build(target: Path, progress: Progress | None) -> Path:
         say("verifying")
         meta["verified_min_cosine"] = round(verify_default_model(tmp), 6)
         _write_json(tmp / META_FILE, meta)
+        _export_openvino(tmp, say)
     return target
+
+
+def _export_openvino(folder: Path, say: Progress) -> None:
+    """The serving runtime's IR inside the model folder (``openvino/``), so the first search needs no torch."""
+    from kret.engine.runtimes.export import export_into_folder
+
+    say("exporting to OpenVINO")
+    export_into_folder(folder, progress=None)
+
+
+def _has_ir(path: Path) -> bool:
+    return (path / "openvino" / "model.xml").is_file()
 
 
 @contextlib.contextmanager
@@ -798,11 +811,16 @@ def ensure_default_model(models_dir: Path, progress: Progress | None = None) -> 
     the end of the build keeps the folder whole even where no lock is available.
     """
     target = Path(models_dir) / DEFAULT_MODEL_NAME
-    if _is_complete(target):
+    if _is_complete(target) and _has_ir(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with _build_lock(_lock_path(target)) as locked:
         if _is_complete(target):
+            if not _has_ir(target) and (target / "modules.json").is_file():
+                # Built before the OpenVINO runtime: export once, in place. Best effort: on failure the
+                # serving path exports lazily and reports the error there, with the torch fallback named.
+                with contextlib.suppress(ModelError):
+                    _export_openvino(target, progress or (lambda _msg: None))
             return target
         if target.exists():
             raise ModelError(

@@ -3,6 +3,12 @@
 Layout: ``<collections>/<name>/CURRENT`` holds the live version id; ``<collections>/<name>/<version>/`` is an
 Edge shard. Switching versions is an ``os.replace`` of CURRENT, so a reader sees the old or the new version.
 Edge's write-ahead log makes every update operation durable and whole, which the indexer relies on.
+
+Safety at the filesystem boundary lives here, where a name becomes a path: every name passes
+``names.check_collection_name`` in ``_dir``; versions must look like ``v0001``; destructive operations act only
+on real (non-symlink) folders directly under the collections folder whose entries are kret's own; the lock
+protocol of ``locks`` serialises creating, switching, gc and drop between processes; ``diskspace`` refuses a
+write the filesystem could not back (Edge would die of SIGBUS instead).
 """
 
 from __future__ import annotations
@@ -12,15 +18,22 @@ import os
 import re
 import shutil
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from kret.engine import diskspace
+from kret.engine.fusion import QdrantFusion
+from kret.engine.locks import MUTATION_WAIT_S, FileLock, folder_in_use, is_held
+from kret.engine.names import check_collection_name, collection_name_problem
 from kret.engine.store import (
     CHUNK_KEYS,
     DENSE,
     INTEGER_INDEXES,
     KEYWORD_INDEXES,
     MANIFEST_ID,
+    PART_KIND,
+    PENDING_KIND,
     SPARSE,
     Backend,
     Condition,
@@ -29,15 +42,18 @@ from kret.engine.store import (
     QuerySpec,
     RawHit,
     Store,
-    attach_branches,
-    branch_plan,
     manifest_point,
     marker_point,
+    state_point,
 )
 from kret.engine.types import SparseVec, StoredPoint
 from kret.errors import CollectionNotFoundError, IndexInUseError, StoreError, UserInputError
 
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
+# What Qdrant Edge puts in a shard folder, and what kret puts in a collection folder: a folder holding
+# anything else was not made by kret, and rm/gc refuse to delete it.
+_SHARD_ENTRIES = frozenset({"edge_config.json", "segments", "wal"})
+_LOCK_DIR = ".locks"
 # Shards this process holds open: a second open here would hit Edge's WAL lock too, but the cause (and the
 # fix) is in the caller's own code, so it gets its own message.
 _OPEN_HERE: set[str] = set()
@@ -75,6 +91,12 @@ class EdgeStore(Store):
                 f"index {self.path} is already open in this process (an open Searcher or retriever): "
                 "reuse it or close it first — embedded Qdrant Edge allows one opener"
             )
+        # Loading a shard touches its memory-mapped, pre-allocated files: on a full disk that is a SIGBUS
+        # in this process (measured: open on a full tmpfs killed both the indexer and a reader).
+        _allocated, unbacked = diskspace.shard_usage(self.path)
+        diskspace.ensure_free(
+            self.path, diskspace.required_for_open(unbacked), f"open collection {self.name!r}"
+        )
         try:
             self._shard = q.EdgeShard.load(str(self.path))
         except Exception as exc:
@@ -120,11 +142,22 @@ class EdgeStore(Store):
             try:
                 self._shard.flush()
                 self._shard.close()
+            except Exception as exc:
+                # e.g. the shard's files were deleted under it: one line, not Edge's raw message
+                raise _store_error(exc, self.path) from None
             finally:
                 self._shard = None
                 _OPEN_HERE.discard(str(self.path.resolve()))
 
     def finalize(self) -> None:
+        allocated, unbacked = diskspace.shard_usage(self.path)
+        diskspace.ensure_free(
+            self.path,
+            diskspace.required_for_finalize(allocated, unbacked),
+            f"build the search index of collection {self.name!r}",
+            outcome="the documents written so far are stored and searchable, but the search index (HNSW) "
+            "was not built (a reindex discards its new version)",
+        )
         self._call("optimize")
         self._call("flush")
 
@@ -132,8 +165,34 @@ class EdgeStore(Store):
     def read_manifest(self) -> dict[str, Any]:
         recs = self._call("retrieve", [MANIFEST_ID], with_payload=True, with_vector=False)
         if not recs:
-            raise StoreError(f"collection {self.name} has no manifest (not created by kret?)")
+            raise StoreError(self._missing_manifest())
         return json.loads(recs[0].payload["data"])
+
+    def _missing_manifest(self) -> str:
+        """Why no manifest was found: a damaged shard (say which files are gone) or a foreign one.
+
+        Qdrant finds points through each segment's id tracker; without its files a segment's points
+        (the manifest among them) are invisible although their payloads are still on disk, which is
+        damage to report as such, not a folder "not created by kret".
+        """
+        missing = []
+        for segment in sorted((self.path / "segments").glob("*/")):
+            names = {f.name for f in segment.iterdir()}
+            stem = "mutable_id_tracker" if any(n.startswith("mutable_id_tracker") for n in names) else ""
+            stem = stem or ("id_tracker" if any(n.startswith("id_tracker") for n in names) else "")
+            if not stem:
+                missing.append(f"{segment.name}: id tracker (mutable_id_tracker.mappings/.versions)")
+                continue
+            gone = [f"{stem}.{ext}" for ext in ("mappings", "versions") if f"{stem}.{ext}" not in names]
+            if gone:
+                missing.append(f"{segment.name}: {', '.join(gone)}")
+        where = f"collection {self.name!r} ({self.path.name})"
+        if missing:
+            return (
+                f"{where} is damaged: its manifest is unreachable because segment files are missing "
+                f"({'; '.join(missing)}); restore the folder from a backup or rebuild the collection"
+            )
+        return f"{where} has no manifest (not created by kret?)"
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         self._upsert([manifest_point(manifest)])
@@ -184,11 +243,18 @@ class EdgeStore(Store):
             return
         q = _edge()
         ids = [w.doc_id for w in writes]
-        self._update(q.UpdateOperation.delete_points_by_filter(self._filter([Condition("doc_id", ids)])))
         points: list[StoredPoint] = []
         for w in writes:
             points.extend(w.points)
             points.append(marker_point(w))
+        # Before the delete: a refused batch leaves these documents as they were.
+        _allocated, unbacked = diskspace.shard_usage(self.path)
+        diskspace.ensure_free(
+            self.path,
+            diskspace.required_for_batch(unbacked, diskspace.batch_bytes(points)),
+            f"write {len(writes)} document(s) into collection {self.name!r}",
+        )
+        self._update(q.UpdateOperation.delete_points_by_filter(self._filter([Condition("doc_id", ids)])))
         self._upsert(points)
 
     def delete_documents(self, doc_ids: Sequence[str]) -> None:
@@ -197,6 +263,29 @@ class EdgeStore(Store):
             self._update(
                 q.UpdateOperation.delete_points_by_filter(self._filter([Condition("doc_id", list(doc_ids))]))
             )
+
+    def pending_documents(self) -> dict[str, DocState]:
+        out: dict[str, DocState] = {}
+        for rec in self._scroll([Condition("kind", PENDING_KIND)], with_vectors=False, batch=2048):
+            pl = rec.payload or {}
+            out[pl["doc_id"]] = DocState(
+                pl["doc_id"],
+                pl.get("doc_hash", ""),
+                pl.get("path", ""),
+                pl.get("n_chunks", 0),
+                pl.get("lex_len", 0),
+            )
+        return out
+
+    def write_part(self, state: DocState, points: Sequence[StoredPoint]) -> None:
+        # One operation: a part is there with its pending marker, or not at all.
+        self._upsert([*points, state_point(state, PENDING_KIND)])
+
+    def commit_parts(self, state: DocState) -> None:
+        q = _edge()
+        parts = self._filter([Condition("doc_id", state.doc_id), Condition("kind", PART_KIND)])
+        self._update(q.UpdateOperation.set_payload_by_filter(parts, {"kind": "chunk"}))
+        self._upsert([state_point(state, "doc")])
 
     # reading --------------------------------------------------------------------------------------
     def _scroll(self, conditions: Sequence[Condition], *, with_vectors: bool, batch: int) -> Iterator[Any]:
@@ -249,13 +338,13 @@ class EdgeStore(Store):
         )
         return self._call("count", q.CountRequest(exact=True, filter=flt)) > 0
 
-    def query(self, spec: QuerySpec) -> list[RawHit]:
+    def _run_branches(
+        self, spec: QuerySpec, branches: list[str], fusion: QdrantFusion | None
+    ) -> tuple[dict[str, list[tuple[str, float]]], list[RawHit]]:
         q = _edge()
-        branches = branch_plan(spec)
-        if not branches:
-            return []
         flt = self._filter(spec.conditions)
         params = q.SearchParams(exact=True) if spec.exact else None
+        hybrid = len(branches) > 1
 
         def nearest(branch: str):
             if branch == "dense":
@@ -267,20 +356,21 @@ class EdgeStore(Store):
 
         requests = [
             q.QueryRequest(
-                limit=spec.prefetch_k if len(branches) > 1 else spec.limit,
+                limit=spec.prefetch_k if hybrid else spec.limit,
                 query=nearest(b),
                 filter=flt,
                 params=params,
-                with_payload=spec.with_payload and len(branches) == 1,
+                with_payload=spec.with_payload and not hybrid,
             )
             for b in branches
         ]
-        if len(branches) > 1:
-            if spec.fusion == "dbsf":
-                fusion = q.Fusion.Dbsf()
+        if fusion is not None:
+            if fusion.kind == "dbsf":
+                query = q.Fusion.Dbsf()
             else:
-                weights = list(spec.weights) if spec.weights != (1.0, 1.0) else None
-                fusion = q.Fusion.Rrf(k=spec.rrf_k, weights=weights)
+                query = q.Fusion.Rrf(
+                    k=fusion.k, weights=None if fusion.weights is None else list(fusion.weights)
+                )
             prefetches = [
                 q.Prefetch(limit=spec.prefetch_k, query=nearest(b), filter=flt, params=params)
                 for b in branches
@@ -289,7 +379,7 @@ class EdgeStore(Store):
                 q.QueryRequest(
                     limit=spec.limit,
                     prefetches=prefetches,
-                    query=fusion,
+                    query=query,
                     filter=flt,
                     with_payload=spec.with_payload,
                 )
@@ -298,9 +388,16 @@ class EdgeStore(Store):
         branch_lists = {
             b: [(str(p.id), float(p.score)) for p in res] for b, res in zip(branches, results, strict=False)
         }
+        if hybrid and fusion is None:
+            return branch_lists, []
         final = results[-1]
-        hits = [RawHit(id=str(p.id), score=float(p.score), payload=p.payload or {}) for p in final]
-        return attach_branches(hits, branch_lists)
+        return branch_lists, [
+            RawHit(id=str(p.id), score=float(p.score), payload=p.payload or {}) for p in final
+        ]
+
+    def _payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        recs = self._call("retrieve", list(ids), with_payload=True, with_vector=False)
+        return {str(r.id): r.payload or {} for r in recs}
 
 
 class EdgeBackend(Backend):
@@ -308,61 +405,216 @@ class EdgeBackend(Backend):
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._locks: dict[str, FileLock] = {}
+        # Versions this backend is building (created, not yet live): their build locks, held until
+        # ``activate`` or ``drop_version``.
+        self._building: dict[tuple[str, str], FileLock] = {}
 
+    # paths: the one place a name becomes a path ------------------------------------------------------
     def _dir(self, name: str) -> Path:
-        return self.root / name
+        return self.root / check_collection_name(name)
 
+    def _version_dir(self, name: str, version: str) -> Path:
+        if not isinstance(version, str) or not _VERSION_RE.match(version):
+            raise UserInputError(f"{version!r} is not a collection version (v0001, v0002, ...)")
+        return self._dir(name) / version
+
+    def _owned_dir(self, path: Path, parent: Path, what: str) -> Path:
+        """``path`` itself when it is a real folder (not a symlink) whose real parent is ``parent``;
+        otherwise refuse to touch it: rm and gc delete only what kret made under the collections folder."""
+        if path.is_symlink() or not path.is_dir() or path.resolve().parent != parent.resolve():
+            raise UserInputError(
+                f"refusing to remove {path}: {what} is not a folder kret made under {self.root.resolve()}"
+            )
+        return path
+
+    def _lock(self, filename: str) -> FileLock:
+        lock = self._locks.get(filename)
+        if lock is None:
+            lock = self._locks[filename] = FileLock(self.root / _LOCK_DIR / filename)
+        return lock
+
+    def _build_lock_path(self, name: str, version: str) -> Path:
+        return self.root / _LOCK_DIR / f"{name}@{version}.build"
+
+    @contextmanager
+    def mutation(self, name: str) -> Iterator[None]:
+        lock = self._lock(f"{check_collection_name(name)}.lock")
+        lock.acquire(
+            wait_s=MUTATION_WAIT_S,
+            busy=f"collection {name!r} is being changed by another kret process (waited {MUTATION_WAIT_S:.0f}s)",
+        )
+        try:
+            yield
+        finally:
+            lock.release()
+
+    @contextmanager
+    def writer(self, name: str) -> Iterator[None]:
+        lock = self._lock(f"{check_collection_name(name)}.writer")
+        lock.acquire(
+            wait_s=0,
+            busy=f"collection {name!r} is in use by another kret process (index, reindex or rm); wait for "
+            "it to finish",
+        )
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def is_building(self, name: str, version: str) -> bool:
+        self._version_dir(name, version)
+        return (name, version) in self._building or is_held(self._build_lock_path(name, version))
+
+    def _end_build(self, name: str, version: str) -> None:
+        lock = self._building.pop((name, version), None)
+        if lock is not None:
+            self._build_lock_path(name, version).unlink(missing_ok=True)
+            lock.release()
+
+    # Backend ------------------------------------------------------------------------------------------
     def list_collections(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if (p / "CURRENT").is_file())
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if collection_name_problem(p.name) is None and (p / "CURRENT").is_file()
+        )
+
+    def stored_names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if collection_name_problem(p.name) is None
+            and p.is_dir()
+            and not p.is_symlink()
+            and ((p / "CURRENT").is_file() or self.versions(p.name))
+        )
 
     def live_version(self, name: str) -> str | None:
         pointer = self._dir(name) / "CURRENT"
         if not pointer.is_file():
             return None
-        version = pointer.read_text().strip()
+        try:
+            version = pointer.read_bytes().decode("ascii").strip()
+        except UnicodeDecodeError:
+            version = "\ufffd"
+        if version and not _VERSION_RE.match(version):
+            # Damage (or a foreign file): never follow it as a path, never decode garbage into a traceback.
+            raise StoreError(
+                f"collection {name!r} is damaged: {pointer} should name a version like v0001; "
+                "write the live version's name into it, or remove the collection"
+            )
         return version or None
 
     def versions(self, name: str) -> list[str]:
         d = self._dir(name)
         if not d.is_dir():
             return []
-        return sorted(p.name for p in d.iterdir() if p.is_dir() and _VERSION_RE.match(p.name))
+        return sorted(
+            p.name for p in d.iterdir() if _VERSION_RE.match(p.name) and p.is_dir() and not p.is_symlink()
+        )
 
     def open_version(self, name: str, version: str) -> Store:
-        path = self._dir(name) / version
+        path = self._version_dir(name, version)
         if not path.is_dir():
             raise CollectionNotFoundError(f"collection {name!r} has no version {version}")
         return EdgeStore(path, name)
 
     def new_version(self, name: str) -> tuple[str, Store]:
         d = self._dir(name)
-        d.mkdir(parents=True, exist_ok=True)
-        numbers = [int(_VERSION_RE.match(v).group(1)) for v in self.versions(name)]
-        version = f"v{(max(numbers) + 1 if numbers else 1):04d}"
+        with self.mutation(name):
+            diskspace.ensure_free(
+                self.root,
+                diskspace.required_for_new_version(),
+                f"create a new version of collection {name!r}",
+            )
+            d.mkdir(parents=True, exist_ok=True)
+            numbers = [int(_VERSION_RE.match(v).group(1)) for v in self.versions(name)]
+            version = f"v{(max(numbers) + 1 if numbers else 1):04d}"
+            lock = FileLock(self._build_lock_path(name, version))
+            lock.acquire(wait_s=0, busy=f"version {version} of {name!r} is being built by another process")
+            try:
+                # The folder exists before the mutation lock is released: the next creator numbers past it
+                # and gc sees it together with its held build lock.
+                (d / version).mkdir()
+            except BaseException:
+                lock.release()
+                raise
+            self._building[(name, version)] = lock
         return version, EdgeStore(d / version, name, create=True)
 
     def activate(self, name: str, version: str) -> None:
         d = self._dir(name)
-        tmp = d / f".CURRENT.{os.getpid()}.tmp"
-        tmp.write_text(version + "\n")
-        os.replace(tmp, d / "CURRENT")
+        with self.mutation(name):
+            if not self._version_dir(name, version).is_dir():
+                raise CollectionNotFoundError(f"collection {name!r} has no version {version}")
+            tmp = d / f".CURRENT.{os.getpid()}.tmp"
+            tmp.write_text(version + "\n")
+            os.replace(tmp, d / "CURRENT")
+            self._end_build(name, version)
 
     def drop_version(self, name: str, version: str) -> None:
-        if self.live_version(name) == version:
+        path = self._version_dir(name, version)
+        with self.mutation(name):
+            if self.live_version(name) == version:
+                raise UserInputError(
+                    f"version {version} is the live version of {name!r}; drop the collection instead"
+                )
+            ours = (name, version) in self._building
+            if not ours and is_held(self._build_lock_path(name, version)):
+                raise IndexInUseError(f"version {version} of {name!r} is being built by another kret process")
+            if path.is_dir():
+                self._remove_version_folder(name, path)
+            if ours:
+                self._end_build(name, version)
+            else:
+                self._build_lock_path(name, version).unlink(missing_ok=True)
+
+    def _remove_version_folder(self, name: str, path: Path) -> None:
+        self._owned_dir(self._dir(name), self.root, f"collection folder {name!r}")
+        self._owned_dir(path, self._dir(name), f"version folder {path.name}")
+        strange = sorted(p.name for p in path.iterdir() if p.name not in _SHARD_ENTRIES)
+        if strange:
             raise UserInputError(
-                f"version {version} is the live version of {name!r}; drop the collection instead"
+                f"refusing to remove {path}: it holds {', '.join(strange[:5])}, which Qdrant Edge does not make"
             )
-        path = self._dir(name) / version
-        if path.is_dir():
-            shutil.rmtree(path)
+        if folder_in_use(path):
+            raise IndexInUseError(f"version {path.name} of {name!r} is open in another kret process")
+        shutil.rmtree(path)
 
     def drop(self, name: str) -> None:
         d = self._dir(name)
-        if d.is_dir():
+        if not d.exists() and not d.is_symlink():
+            return
+        with self.writer(name), self.mutation(name):
+            self._owned_dir(d, self.root, f"collection folder {name!r}")
+            strange = sorted(
+                p.name
+                for p in d.iterdir()
+                if p.name != "CURRENT"
+                and not p.name.startswith(".CURRENT.")
+                and not _VERSION_RE.match(p.name)
+            )
+            if strange:
+                raise UserInputError(
+                    f"refusing to remove {d}: it holds {', '.join(strange[:5])}, which kret does not make"
+                )
+            for version in self.versions(name):
+                if (name, version) not in self._building and is_held(self._build_lock_path(name, version)):
+                    raise IndexInUseError(
+                        f"version {version} of {name!r} is being built by another kret process"
+                    )
+                if folder_in_use(d / version):
+                    raise IndexInUseError(f"collection {name!r} is open in another kret process ({version})")
             # Remove the pointer first: a crash half-way leaves no collection that looks live.
             (d / "CURRENT").unlink(missing_ok=True)
+            for version in self.versions(name):
+                self._remove_version_folder(name, d / version)
+                self._end_build(name, version)
             shutil.rmtree(d)
 
 

@@ -1,100 +1,83 @@
-"""Dense embeddings through sentence-transformers, with the model's own query/passage prompts.
+"""What the rest of kret needs from a loaded embedding model, independent of the engine that runs it.
 
-Prefixes such as e5's ``query: `` / ``passage: `` come from the model folder (``prompts`` in
-config_sentence_transformers.json) and nowhere else, so a model without prompts gets none and a model with
-different ones gets its own.
+Two runtimes implement it (``kret.engine.runtimes``): OpenVINO, the default serving path that needs neither
+torch nor transformers, and torch through sentence-transformers, kept for models OpenVINO cannot convert.
+Both read prompts from the model folder and nowhere else: e5's ``query: `` / ``passage: `` come from
+``prompts`` in config_sentence_transformers.json, so a model without prompts gets none.
+
+Use :func:`kret.engine.runtimes.load_embedder` (or ``Kret.embedder``) to get one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
 from kret.engine.models import ModelInfo
-from kret.errors import ModelError
 
 QUERY_PROMPT_NAMES = ("query",)
 PASSAGE_PROMPT_NAMES = ("passage", "document", "doc")
 
 
+def pick_prompts(own: dict[str, str]) -> dict[str, str]:
+    """{'query': prefix, 'passage': prefix} from a model's named prompts ('' where it defines none)."""
+    query = next((own[n] for n in QUERY_PROMPT_NAMES if n in own), "")
+    passage = next((own[n] for n in PASSAGE_PROMPT_NAMES if n in own), "")
+    return {"query": query, "passage": passage}
+
+
 class Embedder:
-    """A loaded model plus what the rest of kret needs to know about it."""
+    """A loaded model plus what the rest of kret needs to know about it.
 
-    def __init__(
-        self,
-        info: ModelInfo,
-        *,
-        device: str | None = None,
-        batch_size: int = 32,
-        torch_threads: int | None = None,
-    ) -> None:
-        import torch
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
+    Subclasses provide ``dimension``, ``max_seq_length``, ``prompts``, the two tokenizer views and
+    ``_embed`` (a list of already-prefixed texts -> L2-normalised float32 rows); the batching, the prompt
+    handling and the progress callbacks live here so both runtimes behave the same.
+    """
 
-        hf_logging.disable_progress_bar()  # "Loading weights" bars on every CLI call are noise
-        hf_logging.set_verbosity_error()
+    runtime: str = ""
+    info: ModelInfo
+    batch_size: int = 32
 
-        if torch_threads:
-            torch.set_num_threads(torch_threads)
-        self.info = info
-        self.batch_size = batch_size
-        try:
-            self.model = SentenceTransformer(info.path, device=device, local_files_only=True)
-        except TypeError:
-            self.model = SentenceTransformer(info.path, device=device)
-        except Exception as exc:
-            raise ModelError(f"cannot load model {info.short} from {info.path}: {exc}") from None
-        self.model.eval()
-
-    @classmethod
-    def load(cls, info: ModelInfo, **kwargs) -> Embedder:
-        return cls(info, **kwargs)
-
-    @cached_property
-    def dimension(self) -> int:
-        getter = (
-            getattr(self.model, "get_embedding_dimension", None)
-            or self.model.get_sentence_embedding_dimension
-        )
-        dim = getter()
-        if not dim:
-            dim = int(self.model.encode(["x"], convert_to_numpy=True).shape[1])
-        return int(dim)
+    # what a collection manifest records about the numeric path that produced its vectors
+    @property
+    def serving(self) -> dict[str, Any]:
+        return {"runtime": self.runtime, "precision": getattr(self, "precision", "fp32")}
 
     @property
-    def max_seq_length(self) -> int:
-        return int(self.model.max_seq_length or 512)
+    def dimension(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def max_seq_length(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     @cached_property
-    def prompts(self) -> dict[str, str]:
-        """{'query': prefix, 'passage': prefix} as the model defines them ('' where it defines none)."""
-        own = dict(getattr(self.model, "prompts", {}) or {})
-        query = next((own[n] for n in QUERY_PROMPT_NAMES if n in own), "")
-        passage = next((own[n] for n in PASSAGE_PROMPT_NAMES if n in own), "")
-        return {"query": query, "passage": passage}
+    def prompts(self) -> dict[str, str]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _ids(self, text: str, *, special: bool) -> list[int]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:  # pragma: no cover - abstract
+        """Tokens of each text on its own (no prompt, no specials): the unit chunk sizes are measured in."""
+        raise NotImplementedError
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:  # pragma: no cover - abstract
+        """Character spans of the tokens of ``text`` — lets the chunker cut an over-long sentence exactly."""
+        raise NotImplementedError
+
+    def _embed(self, texts: list[str]) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     @cached_property
     def prompt_overhead(self) -> int:
         """Tokens a passage loses to the prompt and the special tokens."""
-        tok = self.model.tokenizer
-        with_prompt = len(tok(self.prompts["passage"] + "가")["input_ids"])
-        bare = len(tok("가", add_special_tokens=False)["input_ids"])
-        return with_prompt - bare
-
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        """Tokens of each text on its own (no prompt, no specials): the unit chunk sizes are measured in."""
-        if not texts:
-            return []
-        enc = self.model.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
-        return [len(ids) for ids in enc]
-
-    def token_offsets(self, text: str) -> list[tuple[int, int]]:
-        """Character spans of the tokens of ``text`` — lets the chunker cut an over-long sentence exactly."""
-        enc = self.model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-        return [tuple(x) for x in enc["offset_mapping"]]
+        return len(self._ids(self.prompts["passage"] + "가", special=True)) - len(
+            self._ids("가", special=False)
+        )
 
     def _encode(
         self, texts: Sequence[str], prefix: str, progress: Callable[[int], None] | None
@@ -105,14 +88,7 @@ class Embedder:
         step = max(self.batch_size * 4, 1)
         for start in range(0, len(texts), step):
             part = [prefix + t for t in texts[start : start + step]]
-            vecs = self.model.encode(
-                part,
-                batch_size=self.batch_size,
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-            )
-            out.append(np.asarray(vecs, dtype=np.float32))
+            out.append(np.asarray(self._embed(part), dtype=np.float32))
             if progress:
                 progress(len(part))
         return np.concatenate(out, axis=0)

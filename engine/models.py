@@ -140,15 +140,23 @@ class ModelRegistry:
             name=meta.get("name") or path.name, path=resolved, fingerprint=fp, lineage=meta, source=resolved
         )
 
-    def _hub(self, name: str) -> ModelInfo:
-        try:
-            from huggingface_hub import snapshot_download
+    #: Whether ``_hub`` may download a model that is not in the local hub cache (``Settings.allow_downloads``,
+    #: set by ``Kret``). Off by default: a typo such as ``-m e5small`` must not reach the network.
+    allow_downloads: bool = False
 
+    def _hub(self, name: str) -> ModelInfo:
+        from huggingface_hub import snapshot_download
+
+        try:
             local = snapshot_download(repo_id=name, local_files_only=True)
         except Exception:
+            if not self.allow_downloads:
+                raise ModelError(
+                    f"model {name!r} is not a registry version, a folder, or a cached hub model (see `kret "
+                    "models list`); to download it from the Hugging Face hub, pass --allow-downloads or set "
+                    "KRET_ALLOW_DOWNLOADS=1"
+                ) from None
             try:
-                from huggingface_hub import snapshot_download
-
                 local = snapshot_download(repo_id=name)
             except Exception as exc:
                 raise ModelError(
@@ -179,6 +187,28 @@ class ModelRegistry:
         except OSError:
             pass
         return fp
+
+    def verify(self, info: ModelInfo) -> None:
+        """Refuse a model folder whose weights no longer match the fingerprint its ``kret_model.json``
+        records (a copy with changed weights, an interrupted overwrite): the fingerprint is what
+        collections trust, so it must be recomputed, not just read.
+
+        The recomputed hash is cached by path + file sizes + mtime_ns (``_cached_fingerprint``): a warm
+        start costs one ``stat`` per file; any change to the files makes a new key and a fresh hash.
+        Folders with no recorded fingerprint were hashed when resolved, so there is nothing to verify.
+        """
+        recorded = (info.lineage or {}).get("fingerprint")
+        if not recorded or not info.path:
+            return
+        actual = self._cached_fingerprint(Path(info.path))
+        if actual != recorded:
+            from kret.errors import ModelMismatchError
+
+            raise ModelMismatchError(
+                f"model {info.name} at {info.path}: {META_FILE} records fingerprint {recorded[:12]} but the "
+                f"weights there hash to {actual[:12]}; the files changed after the model was built or "
+                "registered — restore them, or register the folder as a new version"
+            )
 
     # registry ------------------------------------------------------------------------------------
     def _version_dir(self, version: str) -> Path:
@@ -224,9 +254,16 @@ class ModelRegistry:
         return info
 
     def register(
-        self, src_dir: Path, *, base: ModelInfo | None, lineage: dict[str, Any], prefix: str = "kret"
+        self,
+        src_dir: Path,
+        *,
+        base: ModelInfo | None,
+        lineage: dict[str, Any],
+        prefix: str = "kret",
+        export: bool = True,
     ) -> ModelInfo:
-        """Move a freshly trained model folder into the registry as a new version with its lineage."""
+        """Move a freshly trained model folder into the registry as a new version with its lineage, and
+        export it to OpenVINO IR (``<version>/openvino/``; see ``kret.engine.runtimes.export``)."""
         self.models_dir.mkdir(parents=True, exist_ok=True)
         version = f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
         n = 1
@@ -247,6 +284,11 @@ class ModelRegistry:
             os.replace(src_dir, self._version_dir(version))
         except OSError:  # another filesystem (EXDEV): copy, then remove the source
             shutil.move(str(src_dir), str(self._version_dir(version)))
+        if export:
+            # Trained versions are served by OpenVINO like the default model, without a manual step.
+            from kret.engine.runtimes.export import export_registered
+
+            self.update_lineage(version, openvino_export=export_registered(self.get(version)))
         return self.get(version)
 
     def update_lineage(self, version: str, **fields: Any) -> None:

@@ -8,9 +8,10 @@ first), so they run inside Qdrant's payload indexes, not on a truncated result l
 from __future__ import annotations
 
 import fnmatch
+import numbers
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,24 +19,32 @@ import numpy as np
 
 from kret.engine.collection import Collection
 from kret.engine.embedder import Embedder
+from kret.engine.fusion import DEFAULT_FUSION, get_fusion
 from kret.engine.sparse import KiwiBM25Encoder
 from kret.engine.store import CHUNK_KEYS, INTEGER_INDEXES, KEYWORD_INDEXES, Condition, QuerySpec, RawHit
 from kret.engine.types import Hit, SearchFilter
 from kret.errors import EmptyQueryError, UnknownFilterKeyError, UserInputError
-from kret.settings import FusionKind, SearchMode, Settings
+from kret.indexer.loaders import canonical_source_type, source_types
+from kret.settings import FusionKind, SearchMode, Settings, positive_finite
 
 _MODES = ("dense", "sparse", "hybrid")
 
 
 @dataclass
 class SearchOptions:
+    """How to search. ``fusion=None`` means the collection's calibrated fusion (``kret tune``, stored in its
+    manifest) when it has one, else ``DEFAULT_FUSION``; naming a fusion overrides the calibration.
+    ``fusion_params`` are a client-side method's parameters as (name, value) pairs (hashable on purpose:
+    the LangChain retriever groups requests by their options)."""
+
     k: int = 10
     mode: SearchMode = "hybrid"
-    fusion: FusionKind = "dbsf"
+    fusion: FusionKind | None = None
     rrf_k: int = 60
     prefetch_k: int = 100
     dense_weight: float = 1.0
     sparse_weight: float = 1.0
+    fusion_params: tuple[tuple[str, float], ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> SearchOptions:
@@ -47,6 +56,12 @@ class SearchOptions:
             dense_weight=settings.dense_weight,
             sparse_weight=settings.sparse_weight,
         )
+        unknown = sorted(set(overrides) - {f.name for f in fields(cls)})
+        if unknown:  # a misspelt option (``fusoin="rrf"``) must not silently leave the default in force
+            raise TypeError(
+                f"unknown search option(s) {', '.join(unknown)} "
+                f"(options: {', '.join(f.name for f in fields(cls))})"
+            )
         for key, value in overrides.items():
             if value is not None:
                 setattr(base, key, value)
@@ -54,16 +69,80 @@ class SearchOptions:
         return base
 
     def validate(self) -> None:
+        """The checks every search goes through, whether options came from flags, settings or code."""
         if self.mode not in _MODES:
             raise UserInputError(f"unknown search mode {self.mode!r} (choose dense, sparse or hybrid)")
-        if self.fusion not in ("rrf", "dbsf"):
-            raise UserInputError(f"unknown fusion {self.fusion!r} (choose rrf or dbsf)")
-        if self.k < 1:
-            raise UserInputError("k must be at least 1")
-        if self.fusion == "dbsf" and (self.dense_weight, self.sparse_weight) != (1.0, 1.0):
+        method = get_fusion(self.fusion or DEFAULT_FUSION)
+        for name in ("k", "rrf_k", "prefetch_k"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise UserInputError(f"{name} must be a whole number of at least 1, got {value!r}")
+            setattr(self, name, int(value))
+        for name in ("dense_weight", "sparse_weight"):
+            try:
+                setattr(self, name, positive_finite(name, getattr(self, name)))
+            except ValueError as exc:
+                raise UserInputError(str(exc)) from None
+        if not method.uses_weights and (self.dense_weight, self.sparse_weight) != (1.0, 1.0):
             raise UserInputError(
-                "branch weights apply to RRF fusion only: add --fusion rrf (DBSF has no weights)"
+                f"branch weights apply to RRF fusion only: add --fusion rrf ({method.name} has no weights)"
             )
+        if isinstance(self.fusion_params, Mapping):
+            self.fusion_params = tuple(sorted(self.fusion_params.items()))
+        method.check_params(dict(self.fusion_params))
+
+    def resolved(self, manifest: Mapping[str, Any]) -> SearchOptions:
+        """These options with ``fusion=None`` filled in from the collection's calibration, else the default."""
+        if self.fusion is not None:
+            return self
+        tuned = manifest.get("fusion") or {}
+        if not tuned:
+            return replace(self, fusion=DEFAULT_FUSION)
+        out = replace(
+            self,
+            fusion=tuned["method"],
+            fusion_params=self.fusion_params or tuple(sorted(tuned.get("params", {}).items())),
+        )
+        if "rrf_k" in tuned and self.rrf_k == SearchOptions.rrf_k:
+            out.rrf_k = int(tuned["rrf_k"])
+        if "weights" in tuned and (self.dense_weight, self.sparse_weight) == (1.0, 1.0):
+            out.dense_weight, out.sparse_weight = (float(w) for w in tuned["weights"])
+        return out
+
+
+def _check_filter(flt: SearchFilter) -> None:
+    """Refuse a filter that can only ever match nothing because it is malformed, like an unknown key:
+    an unknown file type, or a glob whose ``[`` never closes (fnmatch would take it literally)."""
+    for t in flt.source_types:
+        if canonical_source_type(t) is None:
+            raise UserInputError(f"unknown file type {t!r} (types: {', '.join(source_types())})")
+    if flt.path_glob is not None:
+        _check_glob(flt.path_glob)
+
+
+def _check_glob(pattern: str) -> None:
+    if not pattern.strip():
+        raise UserInputError("the path glob is empty (e.g. '*.md' or 'docs/*')")
+    # Walk the pattern as fnmatch.translate does: '[' starts a class, '!' and a first ']' belong to it.
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        i += 1
+        if c != "[":
+            continue
+        j = i
+        if j < n and pattern[j] == "!":
+            j += 1
+        if j < n and pattern[j] == "]":
+            j += 1
+        while j < n and pattern[j] != "]":
+            j += 1
+        if j >= n:
+            raise UserInputError(
+                f"malformed path glob {pattern!r}: the '[' at position {i} is never closed "
+                "(write '[[]' for a literal '[')"
+            )
+        i = j + 1
 
 
 def _coerce(value: Any) -> Any:
@@ -85,17 +164,29 @@ class Searcher:
         self.embedder = embedder
         self.encoder = encoder
 
+    def options(self, opts: SearchOptions | None = None) -> SearchOptions:
+        """The options a search really runs with: the collection's calibrated fusion filled in, validated."""
+        opts = (opts or SearchOptions()).resolved(self.collection.manifest)
+        opts.validate()
+        return opts
+
     @property
     def model_name(self) -> str:
         return self.collection.manifest["model"]["name"]
 
     # filters ----------------------------------------------------------------------------------------
     def _conditions(self, flt: SearchFilter | None) -> tuple[list[Condition], bool]:
-        """Qdrant conditions for a filter, and whether exact search is needed (a key without an index)."""
+        """Qdrant conditions for a filter, and whether exact search is needed (a key without an index).
+
+        Always includes ``kind="chunk"``: the parts of a large document still being written carry vectors
+        but another kind (engine/ingest.py), and must stay invisible until the document is complete.
+        """
+        live = Condition("kind", "chunk")
         if flt is None or flt.is_empty():
-            return [], False
+            return [live], False
+        _check_filter(flt)
         store = self.collection.store
-        conds: list[Condition] = []
+        conds: list[Condition] = [live]
         exact = False
         if flt.path_prefix or flt.path_glob:
             paths = [str(p) for p in store.distinct_values("path")]
@@ -117,7 +208,9 @@ class Searcher:
                     keep.append(p)
             conds.append(Condition("path", keep))
         if flt.source_types:
-            conds.append(Condition("source_type", [t.lower().lstrip(".") for t in flt.source_types]))
+            conds.append(
+                Condition("source_type", sorted({canonical_source_type(t) for t in flt.source_types}))
+            )
         for key, value in flt.where.items():
             field = key if key in CHUNK_KEYS or key.startswith("meta.") else f"meta.{key}"
             if not store.has_key(field):
@@ -142,9 +235,10 @@ class Searcher:
             dense=None if dense is None else dense.tolist(),
             sparse=sparse,
             prefetch_k=max(opts.prefetch_k, opts.k),
-            fusion=opts.fusion,
+            fusion=opts.fusion or DEFAULT_FUSION,
             rrf_k=opts.rrf_k,
             weights=(opts.dense_weight, opts.sparse_weight),
+            fusion_params=dict(opts.fusion_params),
             conditions=conds,
             exact=exact,
         )
@@ -157,8 +251,7 @@ class Searcher:
     def search_many(
         self, queries: Sequence[str], opts: SearchOptions | None = None, flt: SearchFilter | None = None
     ) -> list[list[Hit]]:
-        opts = opts or SearchOptions()
-        opts.validate()
+        opts = self.options(opts)
         for q in queries:
             if not q or not q.strip():
                 raise EmptyQueryError("the query is empty")

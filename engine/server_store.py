@@ -21,11 +21,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import MISSING, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from kret.engine.fusion import QdrantFusion
+from kret.engine.names import check_collection_name
 from kret.engine.store import (
     DENSE,
     INTEGER_INDEXES,
     KEYWORD_INDEXES,
     MANIFEST_ID,
+    PART_KIND,
+    PENDING_KIND,
     SPARSE,
     Backend,
     Condition,
@@ -34,10 +38,9 @@ from kret.engine.store import (
     QuerySpec,
     RawHit,
     Store,
-    attach_branches,
-    branch_plan,
     manifest_point,
     marker_point,
+    state_point,
 )
 from kret.engine.types import SparseVec, StoredPoint
 from kret.errors import CollectionNotFoundError, KretError, StoreError, UserInputError
@@ -360,6 +363,31 @@ class ServerStore(Store):
         selector = models.FilterSelector(filter=self._filter([Condition("doc_id", list(doc_ids))]))
         self._call(lambda c: c.delete(self.collection, points_selector=selector, wait=True))
 
+    def pending_documents(self) -> dict[str, DocState]:
+        out: dict[str, DocState] = {}
+        for rec in self._scroll([Condition("kind", PENDING_KIND)], with_vectors=False, batch=2048):
+            state = _doc_state(rec.payload or {})
+            out[state.doc_id] = state
+        return out
+
+    def write_part(self, state: DocState, points: Sequence[StoredPoint]) -> None:
+        # Several requests for a big part, the pending marker last: a part cut short is redone on resume
+        # (point ids are deterministic, so the redo overwrites what had landed).
+        self._upsert([*points, state_point(state, PENDING_KIND)])
+
+    def commit_parts(self, state: DocState) -> None:
+        from qdrant_client import models
+
+        parts = self._filter([Condition("doc_id", state.doc_id), Condition("kind", PART_KIND)])
+        ops = [
+            models.SetPayloadOperation(
+                set_payload=models.SetPayload(payload={"kind": "chunk"}, filter=parts)
+            ),
+            models.UpsertOperation(upsert=models.PointsList(points=[self._point(state_point(state, "doc"))])),
+        ]
+        # One request, applied in order: the chunks go live, then the marker says the document is complete.
+        self._call(lambda c: c.batch_update_points(self.collection, update_operations=ops, wait=True))
+
     # reading --------------------------------------------------------------------------------------
     def _scroll(self, conditions: Sequence[Condition], *, with_vectors: bool, batch: int) -> Iterator[Any]:
         flt = self._filter(conditions)
@@ -411,12 +439,11 @@ class ServerStore(Store):
         )
         return self._call(lambda c: c.count(self.collection, count_filter=flt, exact=True)).count > 0
 
-    def query(self, spec: QuerySpec) -> list[RawHit]:
+    def _run_branches(
+        self, spec: QuerySpec, branches: list[str], fusion: QdrantFusion | None
+    ) -> tuple[dict[str, list[tuple[str, float]]], list[RawHit]]:
         from qdrant_client import models
 
-        branches = branch_plan(spec)
-        if not branches:
-            return []
         flt = self._filter(spec.conditions)
         params = models.SearchParams(exact=True) if spec.exact else None
         hybrid = len(branches) > 1
@@ -446,13 +473,13 @@ class ServerStore(Store):
                     with_payload=spec.with_payload and not hybrid,
                 )
             )
-        if hybrid:
-            if spec.fusion == "dbsf":
-                fusion: Any = models.FusionQuery(fusion=models.Fusion.DBSF)
+        if fusion is not None:
+            if fusion.kind == "dbsf":
+                fused: Any = models.FusionQuery(fusion=models.Fusion.DBSF)
             else:
                 # k is always explicit: the server's implicit RRF k differs from kret's default of 60.
-                weights = list(spec.weights) if tuple(spec.weights) != (1.0, 1.0) else None
-                fusion = models.RrfQuery(rrf=models.Rrf(k=spec.rrf_k, weights=weights))
+                weights = None if fusion.weights is None else list(fusion.weights)
+                fused = models.RrfQuery(rrf=models.Rrf(k=fusion.k, weights=weights))
             prefetch = []
             for b in branches:
                 query, using = nearest(b)
@@ -464,7 +491,7 @@ class ServerStore(Store):
             requests.append(
                 models.QueryRequest(
                     prefetch=prefetch,
-                    query=fusion,
+                    query=fused,
                     filter=flt,
                     limit=spec.limit,
                     with_payload=spec.with_payload,
@@ -475,9 +502,18 @@ class ServerStore(Store):
             b: [(str(p.id), float(p.score)) for p in res.points]
             for b, res in zip(branches, results, strict=False)
         }
+        if hybrid and fusion is None:
+            return branch_lists, []
         final = results[-1].points
-        hits = [RawHit(id=str(p.id), score=float(p.score), payload=p.payload or {}) for p in final]
-        return attach_branches(hits, branch_lists)
+        return branch_lists, [
+            RawHit(id=str(p.id), score=float(p.score), payload=p.payload or {}) for p in final
+        ]
+
+    def _payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        recs = self._call(
+            lambda c: c.retrieve(self.collection, list(ids), with_payload=True, with_vectors=False)
+        )
+        return {str(r.id): r.payload or {} for r in recs}
 
 
 class ServerBackend(Backend):
@@ -553,7 +589,8 @@ class ServerBackend(Backend):
 
     # naming ----------------------------------------------------------------------------------------
     def _alias(self, name: str) -> str:
-        if not _NAME_RE.match(name) or "__" in name:
+        check_collection_name(name)  # the rule every backend applies
+        if "__" in name:
             raise UserInputError(
                 f"collection name {name!r} may hold only letters, digits, '-' and '_' (and no '__' on a server)"
             )
@@ -589,6 +626,21 @@ class ServerBackend(Backend):
             for alias, target in self._aliases().items()
             if alias.startswith(head) and self._version_of(alias, target) is not None
         )
+
+    def stored_names(self) -> list[str]:
+        head = f"{self.prefix}_"
+        resp = self._call(lambda c: c.get_collections())
+        names = set(self.list_collections())
+        for col in resp.collections:
+            base, sep, version = col.name.rpartition("__")
+            if (
+                sep
+                and base.startswith(head)
+                and _VERSION_RE.match(version)
+                and _NAME_RE.match(base[len(head) :])
+            ):
+                names.add(base[len(head) :])
+        return sorted(names)
 
     def live_version(self, name: str) -> str | None:
         alias = self._alias(name)

@@ -12,14 +12,18 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from kret.engine.fusion import FusionInput, QdrantFusion, get_fusion
 from kret.engine.types import BranchScore, SparseVec, StoredPoint
 from kret.indexer.document import KRET_NAMESPACE, doc_point_id
 
 DENSE = "dense"
 SPARSE = "lex"
+PART_KIND = "part"  # a committed part of a large document not yet complete: never returned by search
+PENDING_KIND = "pending"  # the marker of such a document
 MANIFEST_ID = str(__import__("uuid").uuid5(KRET_NAMESPACE, "manifest"))
 
 # Payload keys kret writes on every chunk; anything else a user filters on lives under ``meta.``.
@@ -55,9 +59,10 @@ class QuerySpec:
     dense: list[float] | None = None
     sparse: SparseVec | None = None
     prefetch_k: int = 100
-    fusion: Literal["rrf", "dbsf"] = "dbsf"
+    fusion: str = "dbsf"  # a name in kret.engine.fusion's registry
     rrf_k: int = 60
     weights: tuple[float, float] = (1.0, 1.0)  # dense, sparse
+    fusion_params: dict[str, float] = field(default_factory=dict)  # a client-side method's parameters
     conditions: list[Condition] = field(default_factory=list)
     exact: bool = False
     with_payload: bool = True
@@ -101,6 +106,21 @@ def marker_point(write: DocumentWrite) -> StoredPoint:
         "lex_len": write.lex_len,
     }
     return StoredPoint(id=doc_point_id(write.doc_id), dense=None, sparse=None, payload=payload)
+
+
+def state_point(state: DocState, kind: str) -> StoredPoint:
+    """A document's marker from its state: ``kind="doc"`` (complete) or ``kind="pending"`` (a large document
+    being written in parts; ``n_chunks`` then counts the chunks committed so far). Both use the document
+    marker's id, so the final marker simply overwrites the pending one."""
+    payload = {
+        "kind": kind,
+        "doc_id": state.doc_id,
+        "doc_hash": state.doc_hash,
+        "path": state.path,
+        "n_chunks": state.n_chunks,
+        "lex_len": state.lex_len,
+    }
+    return StoredPoint(id=doc_point_id(state.doc_id), dense=None, sparse=None, payload=payload)
 
 
 def manifest_point(manifest: dict[str, Any]) -> StoredPoint:
@@ -157,8 +177,67 @@ class Store(ABC):
     @abstractmethod
     def delete_documents(self, doc_ids: Sequence[str]) -> None: ...
 
+    # Large documents in parts (see engine/ingest.py): part points carry ``kind="part"``, which search
+    # excludes; the pending marker records how far the document got, so a later run resumes there.
+    def pending_documents(self) -> dict[str, DocState]:
+        """Large documents partly written: ``n_chunks`` and ``lex_len`` count their committed parts."""
+        raise NotImplementedError
+
+    def write_part(self, state: DocState, points: Sequence[StoredPoint]) -> None:
+        """Upsert one part's points (``kind="part"``) and then the pending marker ``state``."""
+        raise NotImplementedError
+
+    def commit_parts(self, state: DocState) -> None:
+        """Turn the document's parts into live chunks, then write its final marker (``state``): the
+        document becomes visible to search whole, and complete for the next run."""
+        raise NotImplementedError
+
+    def query(self, spec: QuerySpec) -> list[RawHit]:
+        """One branch as Qdrant ranks it; hybrid fused inside Qdrant or, for a client-side method, here.
+
+        Either way every branch's own list comes back from the same batch request, so each hit carries its
+        per-branch scores and ranks (``attach_branches``). A client-side method costs one extra call: the
+        payloads of the fused top ``limit``.
+        """
+        branches = branch_plan(spec)
+        if not branches:
+            return []
+        if len(branches) == 1:
+            lists, final = self._run_branches(spec, branches, None)
+            return attach_branches(final, lists)
+        method = get_fusion(spec.fusion)
+        if method.in_qdrant:
+            lists, final = self._run_branches(spec, branches, method.qdrant(spec.rrf_k, spec.weights))
+            return attach_branches(final, lists)
+        lists, _ = self._run_branches(spec, branches, None)
+        fused = method.fuse(
+            FusionInput(
+                dense=lists["dense"],
+                sparse=lists["sparse"],
+                n_terms=len(spec.sparse) if spec.sparse is not None else 0,
+                rrf_k=spec.rrf_k,
+                weights=spec.weights,
+                params=spec.fusion_params,
+            )
+        )[: spec.limit]
+        payloads = self._payloads([pid for pid, _ in fused]) if spec.with_payload and fused else {}
+        final = [RawHit(id=pid, score=score, payload=payloads.get(pid, {})) for pid, score in fused]
+        return attach_branches(final, lists)
+
     @abstractmethod
-    def query(self, spec: QuerySpec) -> list[RawHit]: ...
+    def _run_branches(
+        self, spec: QuerySpec, branches: list[str], fusion: QdrantFusion | None
+    ) -> tuple[dict[str, list[tuple[str, float]]], list[RawHit]]:
+        """One batch request: each planned branch's ranked ``(id, score)`` list and the final hits.
+
+        One branch: its top ``spec.limit`` with payloads is both the list and the final hits. Several: each
+        branch's top ``spec.prefetch_k`` without payloads, plus — when ``fusion`` is given — Qdrant's fused
+        top ``spec.limit`` with payloads as the final hits (else the final hits are empty: the caller fuses).
+        """
+
+    @abstractmethod
+    def _payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Payloads of these points by id (for the top hits of a client-side fusion)."""
 
     @abstractmethod
     def scroll_chunks(self, *, with_vectors: bool = False, batch: int = 512) -> Iterator[StoredPoint]: ...
@@ -215,6 +294,25 @@ class Backend(ABC):
 
     @abstractmethod
     def drop_version(self, name: str, version: str) -> None: ...
+
+    def stored_names(self) -> list[str]:
+        """Every name with a live version *or* only versions (a crash before the first switch leaves those):
+        what gc and ``collections list`` must see."""
+        return self.list_collections()
+
+    @contextmanager
+    def mutation(self, name: str) -> Iterator[None]:
+        """Serialise create / switch / gc / drop of one collection between processes (``engine.locks``)."""
+        yield
+
+    @contextmanager
+    def writer(self, name: str) -> Iterator[None]:
+        """Exclusive right to write one collection (index, reindex, rm); a second writer gets "in use"."""
+        yield
+
+    def is_building(self, name: str, version: str) -> bool:
+        """Whether a live process is building this version (created, not yet switched to)."""
+        return False
 
     def open_live(self, name: str) -> Store | None:
         version = self.live_version(name)

@@ -25,10 +25,14 @@ from kret.evaluators.report import EvalReport, ModelInfo
 ProgressFn = Callable[..., None]
 
 
-def eval_collection_name(dataset: BeirDataset, fingerprint: str, chunk_tokens: int | None) -> str:
-    """Keyed by what the index depends on (corpus, model, chunking), not by queries or qrels."""
+def eval_collection_name(
+    dataset: BeirDataset, fingerprint: str, chunk_tokens: int | None, serving: str = ""
+) -> str:
+    """Keyed by what the index depends on (corpus, model, chunking, runtime + precision), not by queries or
+    qrels: an eval at int8 must not reuse the vectors of an eval at auto."""
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", dataset.name).strip("-")[:40] or "dataset"
-    return f"eval-{slug}-{dataset.corpus_hash[:8]}-{fingerprint[:8]}-c{chunk_tokens or 'auto'}"
+    tail = f"-{serving}" if serving else ""
+    return f"eval-{slug}-{dataset.corpus_hash[:8]}-{fingerprint[:8]}-c{chunk_tokens or 'auto'}{tail}"
 
 
 def evaluate_dataset(
@@ -48,7 +52,8 @@ def evaluate_dataset(
     """Index (or reuse) the dataset's corpus, run every query, and return a report with CIs and timings."""
     ds = load_beir(Path(dataset_path), split)
     info = kr.resolve_model(model)
-    name = eval_collection_name(ds, info.fingerprint, kr.settings.chunk_tokens)
+    serving = f"{kr.settings.runtime}-{kr.settings.precision}"
+    name = eval_collection_name(ds, info.fingerprint, kr.settings.chunk_tokens, serving)
     corpus = Path(dataset_path) / "corpus.jsonl"
 
     t0 = time.perf_counter()
@@ -65,6 +70,7 @@ def evaluate_dataset(
         query_ids = query_ids[:max_queries]
     searcher = kr.open(name)
     try:
+        opts = searcher.options(opts)  # the collection's calibrated fusion, if any, as the search will use it
         n_chunks = searcher.collection.store.count_chunks()
         hits_per_query: dict[str, list[tuple[str, float]]] = {}
         if progress:
@@ -103,6 +109,7 @@ def evaluate_dataset(
     }
     fusion = {
         "fusion": opts.fusion,
+        "fusion_params": dict(opts.fusion_params),
         "rrf_k": opts.rrf_k,
         "prefetch_k": opts.prefetch_k,
         "weights": {"dense": opts.dense_weight, "sparse": opts.sparse_weight},

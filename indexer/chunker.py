@@ -6,12 +6,18 @@ relying on punctuation). Sections are never mixed: a markdown-style heading line
 produce for md, html and docx) closes the current chunk and becomes the ``heading`` of the chunks after it.
 Work is skipped where it is not needed: a section that fits is one chunk without sentence splitting, and only
 paragraphs that are too long are split into sentences.
+
+Memory is bounded by the chunk, not the document (:meth:`Chunker.iter_chunks`): the text is walked line by
+line, a section is packed as its paragraphs arrive, and a paragraph longer than ``MAX_SLICE_CHARS`` (a 50 MB
+text file without blank lines is one paragraph) is handed on in slices cut at line ends, else at a space, so
+neither Kiwi's sentence splitter nor the tokenizer ever sees more than one slice at a time. For paragraphs
+under that size the chunks are exactly what whole-document chunking gives.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from kret.indexer.document import Chunk, Document
@@ -21,6 +27,15 @@ TokenOffsets = Callable[[str], list[tuple[int, int]]]
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _MIN_BUDGET = 32
+#: Paragraphs longer than this are cut into slices before sentence splitting and token counting. Large
+#: enough that real paragraphs are never cut; small enough that Kiwi and the tokenizer stay in megabytes.
+MAX_SLICE_CHARS = 65_536
+# A section whose paragraphs add up to more than this many times the budget cannot be one chunk: tokenizers
+# split at whitespace, so the joined text has about the sum of its paragraphs' tokens. Below it, the exact
+# whole-section count decides, as before.
+_FIT_FACTOR = 4
+# Paragraphs counted per tokenizer call.
+_COUNT_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -42,40 +57,67 @@ class _Piece:
     tokens: int
 
 
-@dataclass
-class _Section:
-    heading: str
-    pieces: list[tuple[str, int, int]]  # paragraph text with its char span in the document
+def _cuts(text: str, limit: int) -> list[tuple[int, int]]:
+    """Spans of at most ``limit`` characters covering ``text``, cut after a space where there is one."""
+    spans = []
+    a = 0
+    while len(text) - a > limit:
+        b = text.rfind(" ", a + limit // 2, a + limit)
+        b = a + limit if b < 0 else b + 1
+        spans.append((a, b))
+        a = b
+    spans.append((a, len(text)))
+    return spans
 
 
-def _sections(text: str) -> list[_Section]:
-    sections: list[_Section] = [_Section("", [])]
-    pos = 0
-    para_lines: list[str] = []
+def _iter_blocks(text: str, max_chars: int = MAX_SLICE_CHARS) -> Iterator[tuple[str, str, int, int]]:
+    """``("heading", title, 0, 0)`` and ``("para", body, start, end)`` in document order.
+
+    Paragraphs are runs of non-blank lines; a heading line closes the paragraph before it. A paragraph that
+    grows past ``max_chars`` is emitted in slices (at line ends; one over-long line at spaces), so the walk
+    holds at most one slice, never the whole text split into lines.
+    """
+    lines: list[str] = []
+    chars = 0
     para_start = 0
 
-    def flush_para(end: int) -> None:
-        if para_lines:
-            body = "\n".join(para_lines).strip()
+    def flush(end: int) -> Iterator[tuple[str, str, int, int]]:
+        nonlocal chars
+        if lines:
+            body = "\n".join(lines).strip()
             if body:
-                sections[-1].pieces.append((body, para_start, end))
-            para_lines.clear()
+                yield ("para", body, para_start, end)
+            lines.clear()
+        chars = 0
 
-    for line in text.split("\n"):
-        line_end = pos + len(line)
-        m = _HEADING.match(line)
+    pos = 0
+    n = len(text)
+    while pos <= n:
+        nl = text.find("\n", pos)
+        if nl < 0:
+            nl = n
+        line = text[pos:nl]
+        m = _HEADING.match(line) if line[:1] == "#" else None
         if m:
-            flush_para(pos)
-            sections.append(_Section(m.group(2).strip(), []))
+            yield from flush(pos)
+            yield ("heading", m.group(2).strip(), 0, 0)
         elif not line.strip():
-            flush_para(pos)
+            yield from flush(pos)
         else:
-            if not para_lines:
-                para_start = pos
-            para_lines.append(line)
-        pos = line_end + 1
-    flush_para(len(text))
-    return [s for s in sections if s.pieces]
+            if lines and chars + len(line) > max_chars:
+                yield from flush(pos)
+            if len(line) > max_chars:
+                for a, b in _cuts(line, max_chars):
+                    part = line[a:b].strip()
+                    if part:
+                        yield ("para", part, pos + a, pos + b)
+            else:
+                if not lines:
+                    para_start = pos
+                lines.append(line)
+                chars += len(line) + 1
+        pos = nl + 1
+    yield from flush(n)
 
 
 def _join(group: list[_Piece]) -> str:
@@ -140,50 +182,17 @@ class Chunker:
             p.tokens = n
         return out
 
-    def _units(self, section: _Section, budget: int) -> list[_Piece]:
-        """Paragraphs that fit as they are; longer ones as sentences; over-long sentences hard-cut."""
-        paras = [_Piece(t, a, b, 0) for t, a, b in section.pieces]
-        for p, n in zip(paras, self.count_tokens([p.text for p in paras]), strict=True):
-            p.tokens = n
+    def _units(self, para: _Piece, budget: int) -> list[_Piece]:
+        """A paragraph that fits as it is; a longer one as sentences; over-long sentences hard-cut."""
+        if para.tokens <= budget:
+            return [para]
+        sents = [_Piece(t, a, b, 0) for t, a, b in self._sentences(para.text, para.start)]
+        for s, n in zip(sents, self.count_tokens([s.text for s in sents]), strict=True):
+            s.tokens = n
         units: list[_Piece] = []
-        for p in paras:
-            if p.tokens <= budget:
-                units.append(p)
-                continue
-            sents = [_Piece(t, a, b, 0) for t, a, b in self._sentences(p.text, p.start)]
-            for s, n in zip(sents, self.count_tokens([s.text for s in sents]), strict=True):
-                s.tokens = n
-            for s in sents:
-                units.extend(self._hard_split(s, budget) if s.tokens > budget else [s])
+        for s in sents:
+            units.extend(self._hard_split(s, budget) if s.tokens > budget else [s])
         return units
-
-    # packing --------------------------------------------------------------------------------------------
-    def _pack(self, units: list[_Piece], budget: int) -> list[list[_Piece]]:
-        groups: list[list[_Piece]] = []
-        current: list[_Piece] = []
-        size = 0
-        for u in units:
-            joiner = 1 if current else 0  # the newline between units costs about one token
-            if current and size + joiner + u.tokens > budget:
-                groups.append(current)
-                # overlap: trailing units of the previous chunk, never all of it
-                carry: list[_Piece] = []
-                carried = 0
-                for prev in reversed(current[1:] if len(current) > 1 else []):
-                    if carried + prev.tokens > self.params.overlap_tokens:
-                        break
-                    carry.insert(0, prev)
-                    carried += prev.tokens + 1
-                current = [*carry, u]
-                size = sum(p.tokens for p in current) + len(current) - 1
-                if size > budget:  # the carried overlap plus u does not fit: drop the overlap
-                    current, size = [u], u.tokens
-            else:
-                current.append(u)
-                size += joiner + u.tokens
-        if current:
-            groups.append(current)
-        return groups
 
     def budget_for(self, title: str, heading: str) -> int:
         """Tokens left for text once the title/heading that is embedded with it are counted."""
@@ -192,25 +201,126 @@ class Chunker:
         return max(_MIN_BUDGET, self.params.chunk_tokens - head_tokens)
 
     def chunk(self, doc: Document) -> list[Chunk]:
-        chunks: list[Chunk] = []
-        for section in _sections(doc.text):
-            budget = self.budget_for(doc.title, section.heading)
-            whole = "\n\n".join(t for t, _, _ in section.pieces)
-            if self.count_tokens([whole])[0] <= budget:
-                groups = [[_Piece(whole, section.pieces[0][1], section.pieces[-1][2], 0)]]
-            else:
-                groups = self._pack(self._units(section, budget), budget)
+        return list(self.iter_chunks(doc))
+
+    def _counted(self, paras: list[tuple[str, int, int]]) -> list[_Piece]:
+        pieces = [_Piece(t, a, b, 0) for t, a, b in paras]
+        for p, n in zip(pieces, self.count_tokens([p.text for p in pieces]), strict=True):
+            p.tokens = n
+        return pieces
+
+    def iter_chunks(self, doc: Document) -> Iterator[Chunk]:
+        """The chunks of ``doc`` in order, produced as the text is walked (see the module docstring).
+
+        A section is held back only while it might still fit in one chunk (its paragraphs' tokens add up to
+        less than a few budgets); past that its paragraphs are packed as they arrive.
+        """
+        overlap = self.params.overlap_tokens
+        index = 0
+        heading = ""
+        budget = self.budget_for(doc.title, heading)
+        waiting: list[tuple[str, int, int]] = []  # paragraphs read, not yet counted
+        held: list[_Piece] = []  # counted paragraphs of a section that may still fit whole
+        held_tokens = 0
+        packer: _Packer | None = None  # set once the section is known not to fit
+
+        def absorb() -> list[list[_Piece]]:
+            """Count the waiting paragraphs; pack them once the section cannot fit whole."""
+            nonlocal held_tokens, packer, held
+            groups: list[list[_Piece]] = []
+            pieces = self._counted(waiting)
+            waiting.clear()
+            if packer is None:
+                held.extend(pieces)
+                held_tokens += sum(p.tokens for p in pieces)
+                if held_tokens <= _FIT_FACTOR * budget:
+                    return groups
+                packer = _Packer(budget, overlap)
+                pieces, held = held, []
+            for p in pieces:
+                for u in self._units(p, budget):
+                    groups.extend(packer.add(u))
+            return groups
+
+        def end_section() -> list[list[_Piece]]:
+            nonlocal held_tokens, packer, held
+            groups = absorb() if waiting else []
+            if packer is not None:
+                groups.extend(packer.finish())
+            elif held:
+                whole = "\n\n".join(p.text for p in held)
+                if self.count_tokens([whole])[0] <= budget:
+                    groups.append([_Piece(whole, held[0].start, held[-1].end, 0)])
+                else:
+                    packer = _Packer(budget, overlap)
+                    for p in held:
+                        for u in self._units(p, budget):
+                            groups.extend(packer.add(u))
+                    groups.extend(packer.finish())
+            held, held_tokens, packer = [], 0, None
+            return groups
+
+        def emit(groups: list[list[_Piece]]) -> Iterator[Chunk]:
+            nonlocal index
             for group in groups:
-                text = _join(group)
-                chunks.append(
-                    Chunk(
-                        doc_id=doc.doc_id,
-                        chunk_index=len(chunks),
-                        text=text,
-                        title=doc.title,
-                        heading=section.heading,
-                        start_char=group[0].start,
-                        end_char=group[-1].end,
-                    )
+                yield Chunk(
+                    doc_id=doc.doc_id,
+                    chunk_index=index,
+                    text=_join(group),
+                    title=doc.title,
+                    heading=heading,
+                    start_char=group[0].start,
+                    end_char=group[-1].end,
                 )
-        return chunks
+                index += 1
+
+        for kind, text, start, end in _iter_blocks(doc.text):
+            if kind == "heading":
+                yield from emit(end_section())
+                heading = text
+                budget = self.budget_for(doc.title, heading)
+                continue
+            waiting.append((text, start, end))
+            if len(waiting) >= _COUNT_BATCH or sum(len(t) for t, _, _ in waiting) > MAX_SLICE_CHARS:
+                yield from emit(absorb())
+        yield from emit(end_section())
+
+
+class _Packer:
+    """Greedy packing of units into chunks of at most ``budget`` tokens, fed one unit at a time.
+
+    A new chunk starts with trailing units of the previous one (up to ``overlap`` tokens, never all of it),
+    dropped when they and the new unit do not fit together.
+    """
+
+    def __init__(self, budget: int, overlap: int) -> None:
+        self.budget = budget
+        self.overlap = overlap
+        self.current: list[_Piece] = []
+        self.size = 0
+
+    def add(self, u: _Piece) -> list[list[_Piece]]:
+        """Add a unit; returns the chunk it closed, if any."""
+        current = self.current
+        joiner = 1 if current else 0  # the newline between units costs about one token
+        if current and self.size + joiner + u.tokens > self.budget:
+            carry: list[_Piece] = []
+            carried = 0
+            for prev in reversed(current[1:] if len(current) > 1 else []):
+                if carried + prev.tokens > self.overlap:
+                    break
+                carry.insert(0, prev)
+                carried += prev.tokens + 1
+            self.current = [*carry, u]
+            self.size = sum(p.tokens for p in self.current) + len(self.current) - 1
+            if self.size > self.budget:  # the carried overlap plus u does not fit: drop the overlap
+                self.current, self.size = [u], u.tokens
+            return [current]
+        current.append(u)
+        self.size += joiner + u.tokens
+        return []
+
+    def finish(self) -> list[list[_Piece]]:
+        done = [self.current] if self.current else []
+        self.current, self.size = [], 0
+        return done

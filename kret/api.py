@@ -10,12 +10,22 @@ The CLI is a thin layer over this class; so are the LangChain retriever, ``kret 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from kret.engine.collection import Collection, build_manifest, check_model, make_backend, open_collection
+from kret import korean
+from kret.engine.collection import (
+    Collection,
+    build_manifest,
+    check_model,
+    check_serving,
+    make_backend,
+    open_collection,
+    recorded_serving,
+)
 from kret.engine.embedder import Embedder
 from kret.engine.ingest import IndexSummary, Ingestor
 from kret.engine.models import ModelInfo, ModelRegistry
@@ -23,13 +33,60 @@ from kret.engine.search import Searcher, SearchOptions
 from kret.engine.sparse import KiwiBM25Encoder
 from kret.engine.store import Backend
 from kret.engine.types import Hit, SearchFilter
-from kret.errors import EmptyQueryError, LoaderError, ModelMismatchError
+from kret.errors import EmptyQueryError, KretError, LoaderError, UserInputError
 from kret.indexer.chunker import Chunker, ChunkingParams
 from kret.indexer.document import Document
-from kret.indexer.loaders import discover, load_file
+from kret.indexer.loaders import discover, load_file, load_file_report, skipped_entries, source_types
 from kret.settings import Settings, load_settings
 
 ProgressFn = Callable[..., None]
+
+
+def _no_chunks(doc: Document) -> dict[str, str]:
+    """The summary row of a document that has text but gave no chunk (e.g. markdown of headings only).
+
+    Its marker is stored, so an unchanged file is not re-chunked on every run, but it is reported as
+    skipped on every run, never counted as added or unchanged: nothing of it can be found by a search.
+    """
+    label = doc.path if doc.source_type != "jsonl" else f"{doc.path}#{doc.doc_id.rsplit('#', 1)[-1]}"
+    return {"path": label, "reason": "no indexable text (0 chunks)"}
+
+
+#: ``collections show`` reads back at most this many chunks' vectors (~150 MB at 384 dimensions).
+VECTOR_CHECK_LIMIT = 100_000
+
+
+def vector_health(coll: Collection, limit: int = VECTOR_CHECK_LIMIT) -> dict[str, Any]:
+    """Read stored dense vectors back: present, of the manifest's dimension, finite, not all zero.
+
+    Counts and document markers come from payloads, so a damaged vector file leaves them intact; only
+    reading the vectors shows it (as NaN, missing vectors, or a store error on a truncated file).
+    """
+    import numpy as np
+
+    from kret.errors import StoreError
+
+    dimension = coll.manifest["dimension"]
+    checked = bad = 0
+    first = ""
+    try:
+        for point in coll.store.scroll_chunks(with_vectors=True):
+            if checked >= limit:
+                break
+            checked += 1
+            vec = None if point.dense is None else np.asarray(point.dense, dtype=np.float64)
+            if vec is None or vec.shape != (dimension,) or not np.isfinite(vec).all() or not vec.any():
+                bad += 1
+                first = first or point.id
+    except StoreError as exc:
+        return {"ok": False, "checked": checked, "problem": str(exc)}
+    out: dict[str, Any] = {"ok": bad == 0, "checked": checked}
+    if bad:
+        out["problem"] = (
+            f"{bad} of {checked} chunk(s) have a missing, wrong-sized or non-finite dense vector "
+            f"(first: {first})"
+        )
+    return out
 
 
 class Kret:
@@ -38,8 +95,10 @@ class Kret:
     def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
         self.settings = settings if settings is not None else load_settings(**overrides)
         self.registry = ModelRegistry(self.settings.models_dir, self.settings.cache_dir)
+        self.registry.allow_downloads = self.settings.allow_downloads
+        korean.configure(self.settings.kiwi_workers)
         self._backend: Backend | None = None
-        self._embedders: dict[str, Embedder] = {}
+        self._embedders: dict[tuple[str, str, str, str], Embedder] = {}
 
     # plumbing -------------------------------------------------------------------------------------------
     @property
@@ -53,15 +112,62 @@ class Kret:
     ) -> ModelInfo:
         return self.registry.resolve(spec or self.settings.model, progress=progress)
 
-    def embedder(self, info: ModelInfo) -> Embedder:
-        if info.fingerprint not in self._embedders:
-            self._embedders[info.fingerprint] = Embedder(
+    def embedder(
+        self,
+        info: ModelInfo,
+        *,
+        runtime: str | None = None,
+        precision: str | None = None,
+        calibration: Any = None,
+        calibration_sha: str | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> Embedder:
+        """A loaded model, cached per (fingerprint, runtime, precision[, int8 calibration]).
+
+        Runtime and precision default to the settings; opening a collection passes the ones it was built
+        with. Loading imports torch only for ``runtime = "torch"`` (or a first OpenVINO export).
+        """
+        from kret.engine.runtimes import load_embedder
+
+        # Every write and search embeds through here: the recorded fingerprint must match the weights
+        # (a stat per file when nothing changed; see ModelRegistry.verify).
+        self.registry.verify(info)
+
+        runtime = runtime or self.settings.runtime
+        precision = precision or self.settings.precision
+        cal = calibration_sha or (calibration.sha256 if calibration is not None else "")
+        key = (info.fingerprint, runtime, precision, cal if precision == "int8" else "")
+        if key not in self._embedders:
+            self._embedders[key] = load_embedder(
                 info,
-                device=self.settings.device,
+                runtime=runtime,
+                precision=precision,
+                models_dir=self.settings.models_dir,
+                cache_dir=self.settings.cache_dir,
+                threads=self.settings.threads,
                 batch_size=self.settings.embed_batch_size,
-                torch_threads=self.settings.torch_threads,
+                device=self.settings.device,
+                calibration=calibration,
+                calibration_sha=calibration_sha,
+                progress=progress,
             )
-        return self._embedders[info.fingerprint]
+        return self._embedders[key]
+
+    def _collection_embedder(self, coll: Collection, info: ModelInfo) -> Embedder:
+        """The embedder on the collection's own runtime/precision; an explicit different one is refused."""
+        check_serving(
+            coll.name,
+            coll.manifest,
+            self.settings.runtime if self.settings.explicit("runtime") else None,
+            self.settings.precision if self.settings.explicit("precision") else None,
+        )
+        built = recorded_serving(coll.manifest)
+        return self.embedder(
+            info,
+            runtime=built["runtime"],
+            precision=built["precision"],
+            calibration_sha=(built.get("calibration") or {}).get("sha256"),
+        )
 
     @staticmethod
     def encoder_for(manifest: dict[str, Any]) -> KiwiBM25Encoder:
@@ -81,8 +187,10 @@ class Kret:
             return info
         try:
             info = self.registry.resolve(built.get("source") or built["name"])
-        except Exception as exc:
-            raise ModelMismatchError(
+        except KretError as exc:
+            # Same error type (a missing folder stays a ModelError, a broken registry a RegistryError),
+            # with the collection's side of the story added; anything else is a bug and keeps its traceback.
+            raise type(exc)(
                 f"collection {coll.name!r} was built with model {built['name']} ({built['fingerprint'][:12]}), "
                 f"which cannot be loaded here: {exc}"
             ) from None
@@ -94,16 +202,39 @@ class Kret:
         coll = open_collection(self.backend, collection or self.settings.collection)
         try:
             info = self._model_of(coll, model)
-            return Searcher(coll, self.embedder(info), self.encoder_for(coll.manifest))
+            return Searcher(coll, self._collection_embedder(coll, info), self.encoder_for(coll.manifest))
+        except BaseException:
+            coll.close()
+            raise
+
+    def _open_or_create(
+        self, name: str, model: str | None, files: list, progress: ProgressFn | None
+    ) -> tuple[Collection, ModelInfo, Embedder]:
+        """The live collection, or a new one made live at once. The existence check and the creation run
+        under the collection's mutation lock, so two processes creating the same name cannot both create a
+        version (one run's documents would end up in an orphan)."""
+        if self.backend.live_version(name) is None:
+            # Resolving may build the default model (~25 s) and calibration reads files: outside the lock.
+            note = (lambda msg: progress(note=msg)) if progress else None
+            info = self.resolve_model(model, progress=note)
+            calibration = self._calibration_from_files(files) if self.settings.precision == "int8" else None
+            with self.backend.mutation(name):
+                if self.backend.live_version(name) is None:
+                    coll = self._create(name, info, progress, calibration)
+                    return coll, info, self.embedder(info, calibration=calibration)
+        coll = open_collection(self.backend, name)
+        try:
+            info = self._model_of(coll, model)
+            return coll, info, self._collection_embedder(coll, info)
         except BaseException:
             coll.close()
             raise
 
     def _create(
-        self, name: str, model: str | None, progress: ProgressFn | None
-    ) -> tuple[Collection, ModelInfo]:
-        info = self.resolve_model(model, progress=(lambda msg: progress(note=msg)) if progress else None)
-        emb = self.embedder(info)
+        self, name: str, info: ModelInfo, progress: ProgressFn | None, calibration: Any = None
+    ) -> Collection:
+        note = (lambda msg: progress(note=msg)) if progress else None
+        emb = self.embedder(info, calibration=calibration, progress=note)
         chunk_tokens = self.settings.chunk_tokens or (emb.max_seq_length - emb.prompt_overhead)
         manifest = build_manifest(
             model=info,
@@ -114,16 +245,16 @@ class Kret:
                 chunk_tokens, min(self.settings.chunk_overlap, chunk_tokens // 2)
             ).as_dict(),
             sparse={"k1": self.settings.bm25_k1, "b": self.settings.bm25_b, "encoder": "kiwi-bm25-v1"},
+            serving=emb.serving,
         )
         version, store = self.backend.new_version(name)
         try:
             store.create(emb.dimension, manifest)
         except BaseException:
-            store.close()
-            self.backend.drop_version(name, version)
+            _discard(self.backend, name, version, store)
             raise
         self.backend.activate(name, version)
-        return Collection(name, version, store, manifest), info
+        return Collection(name, version, store, manifest)
 
     # indexing -------------------------------------------------------------------------------------------
     def index(
@@ -146,45 +277,59 @@ class Kret:
         started = time.perf_counter()
         name = collection or self.settings.collection
         files = discover([Path(p) for p in paths])
-        if self.backend.live_version(name) is None:
-            coll, info = self._create(name, model, progress)
-        else:
-            coll = open_collection(self.backend, name)
+        # One writer per collection: a reindex switching away from the version this run writes into (or a
+        # second index creating it) would lose documents silently; the second writer gets "in use".
+        with self.backend.writer(name):
+            coll, info, emb = self._open_or_create(name, model, files, progress)
+            summary = IndexSummary(collection=name, model=info.short)
             try:
-                info = self._model_of(coll, model)
-            except BaseException:
+                self._index_into(coll, emb, files, prune, mirror, summary, progress)
+            except KeyboardInterrupt:
+                summary.interrupted = True
+            finally:
                 coll.close()
-                raise
-        summary = IndexSummary(collection=name, model=info.short)
-        try:
-            self._index_into(coll, info, files, prune, mirror, summary, progress)
-        except KeyboardInterrupt:
-            summary.interrupted = True
-        finally:
-            coll.close()
         summary.seconds = time.perf_counter() - started
         return summary
 
-    def _index_into(self, coll, info, files, prune, mirror, summary: IndexSummary, progress) -> None:
-        emb = self.embedder(info)
+    @staticmethod
+    def _calibration_from_files(files) -> Any:
+        """int8 calibration texts from the first documents of a collection being created (None if too few:
+        the built-in Korean sample set is used then). Reads at most 200 files, a small cost next to embedding."""
+        from kret.engine.runtimes.int8 import MAX_CALIBRATION, calibration_from_documents
+
+        docs: list[Document] = []
+        for path, _root in files[:200]:
+            resolved = path.resolve()
+            try:
+                docs.extend(load_file(resolved, Path(resolved.anchor)))
+            except LoaderError:
+                continue
+            if len(docs) >= MAX_CALIBRATION:
+                break
+        return calibration_from_documents(docs)
+
+    def _index_into(self, coll, emb, files, prune, mirror, summary: IndexSummary, progress) -> None:
         docs: dict[str, Document] = {}
         if progress:
             progress(stage="read", total=len(files))
         for path, _root in files:
             resolved = path.resolve()
             try:
-                loaded = load_file(resolved, Path(resolved.anchor))
+                loaded, problems = load_file_report(resolved, Path(resolved.anchor))
             except LoaderError as exc:
                 summary.failed += 1
                 summary.failures.append({"path": str(path), "reason": str(exc)})
-                loaded = []
+                loaded, problems = [], []
+            summary.skipped.extend(skipped_entries(str(path), loaded, problems))
             for d in loaded:
                 docs[d.doc_id] = d
             if progress:
                 progress(stage="read", advance=1)
         if not files:
-            summary.warnings.append("no supported files found (txt, md, html, pdf, docx, hwp, hwpx, jsonl)")
+            summary.warnings.append(f"no supported files found ({', '.join(source_types())})")
         states = coll.store.doc_states()
+        # Large documents an interrupted run left in parts: resumed below, or pruned with their files.
+        pending = coll.store.pending_documents()
         todo = []
         for doc_id, d in docs.items():
             old = states.get(doc_id)
@@ -192,14 +337,16 @@ class Kret:
                 todo.append((d, "added"))
             elif old.doc_hash != d.content_hash:
                 todo.append((d, "updated"))
+            elif old.n_chunks == 0:
+                summary.skipped.append(_no_chunks(d))
             else:
                 summary.unchanged += 1
         gone: list[str] = []
         if mirror and not summary.failed:
-            gone = [doc_id for doc_id in states if doc_id not in docs]
+            gone = [doc_id for doc_id in {**pending, **states} if doc_id not in docs]
         elif prune:
             roots = sorted({str(r.resolve()) for _, r in files})
-            for doc_id, st in states.items():
+            for doc_id, st in {**pending, **states}.items():
                 if doc_id not in docs and any(
                     st.path.startswith(r.rstrip("/") + "/") or st.path == r for r in roots
                 ):
@@ -212,7 +359,8 @@ class Kret:
             emb,
             self.encoder_for(coll.manifest),
             self.chunker_for(emb, coll.manifest),
-            batch_chunks=self.settings.embed_batch_size * 4,
+            batch_tokens=self.settings.embed_batch_tokens,
+            part_chars=self.settings.large_doc_chars,
         )
         try:
             summary.chunks = ingestor.write([d for d, _ in todo], states, progress=progress)
@@ -221,7 +369,18 @@ class Kret:
             done = coll.store.doc_states() if todo else states
             for doc_id, kind in kinds.items():
                 if doc_id in done and done[doc_id].doc_hash == docs[doc_id].content_hash:
-                    setattr(summary, kind, getattr(summary, kind) + 1)
+                    if done[doc_id].n_chunks == 0:  # stored (its old chunks are gone) but unsearchable
+                        summary.skipped.append(_no_chunks(docs[doc_id]))
+                    else:
+                        setattr(summary, kind, getattr(summary, kind) + 1)
+            missed = {d for d in kinds if d not in done or done[d].doc_hash != docs[d].content_hash}
+            if missed:
+                for doc_id, st in coll.store.pending_documents().items():
+                    if doc_id in missed and st.doc_hash == docs[doc_id].content_hash and st.n_chunks:
+                        summary.warnings.append(
+                            f"{st.path}: large document stopped after {st.n_chunks} chunks; they are kept "
+                            "(not searchable yet) and the next `kret index` resumes there"
+                        )
         if gone:
             coll.store.delete_documents(gone)
             summary.deleted = len(gone)
@@ -246,11 +405,17 @@ class Kret:
         switch (a pointer swap on Edge, an alias swap on a server); the old version stays until ``gc``.
         Pass ``reader`` when this process already holds the collection open (Edge allows one opener).
         """
-        from kret.engine.store import DocumentWrite
-        from kret.engine.types import StoredPoint
-        from kret.indexer.document import Chunk
 
         name = collection or self.settings.collection
+        with self.backend.writer(name):
+            return self._reindex(name, model, reader, progress)
+
+    def _reindex(
+        self, name: str, model: str, reader: Searcher | None, progress: ProgressFn | None
+    ) -> dict[str, Any]:
+        from kret.engine.ingest import reembed
+        from kret.engine.types import StoredPoint
+
         started = time.perf_counter()
         owned = reader is None
         coll = open_collection(self.backend, name) if owned else reader.collection
@@ -263,7 +428,12 @@ class Kret:
             if owned:
                 coll.close()
         info = self.resolve_model(model)
-        emb = self.embedder(info)
+        calibration = None
+        if self.settings.precision == "int8":
+            from kret.engine.runtimes.int8 import calibration_from_documents
+
+            calibration = calibration_from_documents(_PointDoc.of(p) for p in points[:2000])
+        emb = self.embedder(info, calibration=calibration)
         manifest = build_manifest(
             model=info,
             dimension=emb.dimension,
@@ -271,6 +441,7 @@ class Kret:
             max_seq_length=emb.max_seq_length,
             chunking=old_manifest["chunking"],
             sparse=old_manifest["sparse"],
+            serving=emb.serving,
         )
         manifest["reindexed_from"] = {"version": old_version, "model": old_manifest["model"]}
         version, store = self.backend.new_version(name)
@@ -281,52 +452,12 @@ class Kret:
                 by_doc.setdefault(p.payload["doc_id"], []).append(p)
             if progress:
                 progress(stage="embed", total=len(by_doc))
-            doc_ids = sorted(by_doc)
-            batch = max(self.settings.embed_batch_size * 4, 16)
-            i = 0
-            while i < len(doc_ids):
-                group, size = [], 0
-                while i < len(doc_ids) and size < batch:
-                    group.append(doc_ids[i])
-                    size += len(by_doc[doc_ids[i]])
-                    i += 1
-                chunk_points = [
-                    p for d in group for p in sorted(by_doc[d], key=lambda p: p.payload["chunk_index"])
-                ]
-                texts = [
-                    Chunk(
-                        p.payload["doc_id"],
-                        p.payload["chunk_index"],
-                        p.payload.get("text", ""),
-                        p.payload.get("title", ""),
-                        p.payload.get("heading", ""),
-                    ).embed_text
-                    for p in chunk_points
-                ]
-                dense = emb.encode_passages(texts)
-                fresh = {
-                    p.id: StoredPoint(p.id, dense[j].tolist(), p.sparse, p.payload)
-                    for j, p in enumerate(chunk_points)
-                }
-                writes = []
-                for d in group:
-                    st = states.get(d)
-                    writes.append(
-                        DocumentWrite(
-                            d,
-                            st.doc_hash if st else "",
-                            st.path if st else by_doc[d][0].payload.get("path", ""),
-                            [fresh[p.id] for p in by_doc[d]],
-                            lex_len=st.lex_len if st else 0,
-                        )
-                    )
-                store.write_documents(writes)
-                if progress:
-                    progress(stage="embed", advance=len(group), chunks=len(chunk_points))
+            reembed(
+                store, emb, by_doc, states, batch_tokens=self.settings.embed_batch_tokens, progress=progress
+            )
             store.finalize()
         except BaseException:
-            store.close()
-            self.backend.drop_version(name, version)
+            _discard(self.backend, name, version, store)
             raise
         store.close()
         self.backend.activate(name, version)
@@ -340,22 +471,61 @@ class Kret:
             "seconds": round(time.perf_counter() - started, 2),
         }
 
-    def gc(self, collection: str | None = None, *, include_eval: bool = False) -> list[str]:
-        """Drop versions that are no longer live (kept after ``reindex`` so a rollback stays possible);
-        with ``include_eval``, also the cached collections ``kret eval`` built."""
+    def gc(
+        self, collection: str | None = None, *, include_eval: bool = False, skipped: list[str] | None = None
+    ) -> list[str]:
+        """Drop versions that are not live: old ones kept after ``reindex`` (so a rollback stays possible)
+        and orphans left by a crash, a full disk or an interrupted first index; with ``include_eval``, also
+        the cached collections ``kret eval`` built. Versions a running process is building or holds open
+        are skipped (and listed in ``skipped`` when given), never deleted under it."""
+        from kret.errors import IndexInUseError
+
+        skipped = skipped if skipped is not None else []
         removed = []
-        names = [collection] if collection else self.backend.list_collections()
+        names = [collection] if collection else self.backend.stored_names()
         for name in names:
-            if include_eval and name.startswith("eval-") and not collection:
-                self.backend.drop(name)
-                removed.append(name)
-                continue
-            live = self.backend.live_version(name)
-            for version in self.backend.versions(name):
-                if version != live:
-                    self.backend.drop_version(name, version)
-                    removed.append(f"{name}/{version}")
+            try:
+                if include_eval and name.startswith("eval-") and not collection:
+                    self.backend.drop(name)
+                    removed.append(name)
+                    continue
+                with self.backend.mutation(name):
+                    live = self.backend.live_version(name)
+                    for version in self.backend.versions(name):
+                        if version == live:
+                            continue
+                        if self.backend.is_building(name, version):
+                            skipped.append(f"{name}/{version} (being built by a running kret process)")
+                            continue
+                        try:
+                            self.backend.drop_version(name, version)
+                        except IndexInUseError as exc:
+                            skipped.append(f"{name}/{version} ({exc})")
+                            continue
+                        removed.append(f"{name}/{version}")
+            except IndexInUseError as exc:
+                skipped.append(f"{name} ({exc})")
         return removed
+
+    def version_report(self, name: str) -> dict[str, Any]:
+        """A collection's versions by what they are: live, old (kept for rollback), being built, or orphans
+        (newer than the live one, or with no live one, and no process building them: left by a crash, a
+        full disk or an interrupted first run). gc removes old versions and orphans."""
+        live = self.backend.live_version(name)
+        live_n = int(live[1:]) if live else None
+        report: dict[str, Any] = {"live": live, "old_versions": [], "building": [], "orphans": []}
+        for version in self.backend.versions(name):
+            if version == live:
+                continue
+            if self.backend.is_building(name, version):
+                report["building"].append(version)
+            elif live_n is not None and int(version[1:]) < live_n:
+                report["old_versions"].append(version)
+            else:
+                report["orphans"].append(version)
+        if report["old_versions"] or report["orphans"]:
+            report["remove_with"] = f"kret gc -c {name}"
+        return report
 
     # searching ------------------------------------------------------------------------------------------
     def search(
@@ -379,6 +549,59 @@ class Kret:
         finally:
             searcher.collection.close()
 
+    # fusion calibration ---------------------------------------------------------------------------------
+    def tune(
+        self,
+        collection: str | None = None,
+        *,
+        queries: str | Path | None = None,
+        dataset: str | Path | None = None,
+        split: str = "dev",
+        folds: int = 5,
+        seed: int = 0,
+        store: bool = True,
+        force: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ):
+        """Calibrate a collection's hybrid fusion on labelled queries (``kret tune``).
+
+        ``queries``: a file as ``kret train finetune`` takes; ``dataset``: a BEIR folder (qrels/<split>.tsv)
+        whose corpus the collection holds. Returns ``evaluators.tune.TuneResult``; the choice is written to
+        the collection's manifest only when its cross-validated gain is significant (or ``force``).
+        """
+        from kret.evaluators import tune as tuning
+
+        if (queries is None) == (dataset is None):
+            raise UserInputError("give labelled queries: either a queries file or a BEIR dataset folder")
+        searcher = self.open(collection)
+        try:
+            if dataset is not None:
+                data = tuning.labelled_from_dataset(dataset, split)
+            else:
+                data = tuning.labelled_from_queries_file(queries, searcher)
+            return tuning.tune_searcher(
+                searcher,
+                data,
+                n_folds=folds,
+                seed=seed,
+                prefetch_k=self.settings.prefetch_k,
+                store=store,
+                force=force,
+                progress=progress,
+            )
+        finally:
+            searcher.collection.close()
+
+    def reset_tuning(self, collection: str | None = None) -> dict[str, Any] | None:
+        """Remove a collection's fusion calibration; returns the removed entry, or None if it had none."""
+        from kret.evaluators.tune import reset_tuning
+
+        searcher = self.open(collection)
+        try:
+            return reset_tuning(searcher)
+        finally:
+            searcher.collection.close()
+
     # collections ----------------------------------------------------------------------------------------
     def collections(self) -> list[dict[str, Any]]:
         """Every collection's info; one held open by another process is listed with ``in_use`` only.
@@ -389,16 +612,26 @@ class Kret:
         from kret.errors import IndexInUseError
 
         out = []
-        for name in self.backend.list_collections():
+        live = set(self.backend.list_collections())
+        for name in self.backend.stored_names():
+            if name not in live:
+                # Only versions, none live: a first index that crashed before its switch.
+                out.append({"name": name, "version": None, **self.version_report(name)})
+                continue
             try:
                 out.append(self.collection_info(name))
             except IndexInUseError:
-                out.append({"name": name, "version": self.backend.live_version(name), "in_use": True})
+                out.append(
+                    {"name": name, "version": self.backend.live_version(name), "in_use": True}
+                    | self.version_report(name)
+                )
         return out
 
-    def collection_info(self, name: str) -> dict[str, Any]:
+    def collection_info(self, name: str, *, check_vectors: bool = False) -> dict[str, Any]:
+        """The manifest and sizes; with ``check_vectors``, also read the stored dense vectors back and
+        report under ``"vectors"`` whether they are whole (``kret collections show`` does)."""
         with open_collection(self.backend, name) as coll:
-            return {
+            info = {
                 "name": name,
                 "version": coll.version,
                 "versions": self.backend.versions(name),
@@ -410,9 +643,15 @@ class Kret:
                 "chunking": coll.manifest["chunking"],
                 "prompts": coll.manifest["prompts"],
                 "created_at": coll.manifest.get("created_at"),
+                **{k: v for k, v in self.version_report(name).items() if k != "live"},
+                "fusion": coll.manifest.get("fusion"),
             }
+            if check_vectors:
+                info["vectors"] = vector_health(coll)
+            return info
 
     def remove_collection(self, name: str) -> None:
+        """Drop a collection; the backend refuses a folder kret did not make or one another process uses."""
         if self.backend.live_version(name) is None and not self.backend.versions(name):
             from kret.errors import CollectionNotFoundError
 
@@ -423,3 +662,27 @@ class Kret:
         from kret.langchain import KretRetriever
 
         return KretRetriever.from_kret(self, **kwargs)
+
+
+def _discard(backend: Backend, name: str, version: str, store: Any) -> None:
+    """Remove a version whose build failed, keeping the original error: if closing or dropping fails too
+    (the disk is full, another process holds it), the version stays an orphan that
+    ``kret collections list`` shows and ``kret gc`` removes."""
+    with contextlib.suppress(Exception):
+        store.close()
+    with contextlib.suppress(Exception):
+        backend.drop_version(name, version)
+
+
+class _PointDoc:
+    """A stored chunk seen as a document (title + text) for int8 calibration during ``reindex``."""
+
+    __slots__ = ("text", "title")
+
+    def __init__(self, title: str, text: str) -> None:
+        self.title = title
+        self.text = text
+
+    @classmethod
+    def of(cls, point: Any) -> _PointDoc:
+        return cls(point.payload.get("title", ""), point.payload.get("text", ""))

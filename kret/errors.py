@@ -78,3 +78,18 @@ class TrainingError(KretError):
 
 class RegistryError(KretError):
     """A model version is unknown, or cannot be removed because a collection uses it."""
+
+
+class CollectionNameError(UserInputError):
+    """A collection name is not a plain name (it would reach the filesystem or the server as a path)."""
+
+
+class DiskSpaceError(StoreError):
+    """Not enough free disk space to write safely: refused before Qdrant maps files it could not back."""
+
+    exit_code = 9
+
+
+class MissingExtraError(UserInputError):
+    """An optional part of kret (an extra such as ``kret[train]``) is not installed; the message names the
+    ``pip install`` that adds it."""

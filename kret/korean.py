@@ -16,14 +16,26 @@ if TYPE_CHECKING:
     from kiwipiepy import Kiwi
 
 _lock = threading.Lock()
+_workers: int | None = None
+
+
+def configure(workers: int | None) -> None:
+    """Set Kiwi's worker threads (``Settings.kiwi_workers``) before the analyser is first built.
+
+    ``Kret`` calls this with its settings, so the value comes from ``KRET_KIWI_WORKERS`` / kret.toml like
+    every other knob. Once built, the shared analyser keeps its workers for the life of the process;
+    ``None`` (the setting's default) leaves an earlier explicit choice in force.
+    """
+    global _workers
+    if workers is not None:
+        _workers = workers
 
 
 @lru_cache(maxsize=1)
 def _build() -> Kiwi:
     from kiwipiepy import Kiwi
 
-    workers = int(os.environ.get("KRET_KIWI_WORKERS", "0")) or min(4, os.cpu_count() or 1)
-    return Kiwi(num_workers=workers)
+    return Kiwi(num_workers=_workers or min(4, os.cpu_count() or 1))
 
 
 def get_kiwi() -> Kiwi:

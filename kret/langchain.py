@@ -65,7 +65,16 @@ __all__ = ["KretRetriever", "to_search_filter"]
 
 _FILTER_KEYS = ("path_prefix", "path_glob", "source_types", "where")
 # per-call keyword arguments of invoke/ainvoke/batch/abatch (besides ``filter``)
-_OPTION_KEYS = ("k", "mode", "fusion", "rrf_k", "prefetch_k", "dense_weight", "sparse_weight")
+_OPTION_KEYS = (
+    "k",
+    "mode",
+    "fusion",
+    "rrf_k",
+    "prefetch_k",
+    "dense_weight",
+    "sparse_weight",
+    "fusion_params",
+)
 _IGNORED_KWARGS = ("verbose",)  # BaseRetriever.invoke forwards its own ``verbose`` flag; not ours
 _CLOSE_TIMEOUT_S = 30.0
 
@@ -406,8 +415,8 @@ class KretRetriever(BaseRetriever):
     Build it from settings (``KretRetriever(collection="docs", k=4, home=..., model=...)`` makes its own
     ``Kret``) or from an existing ``Kret`` (``KretRetriever.from_kret(kr, collection="docs")`` or
     ``kr.as_retriever(...)``). ``invoke``/``ainvoke``/``batch``/``abatch`` accept per-call ``k``, ``mode``,
-    ``filter`` (and ``fusion``, ``rrf_k``, ``prefetch_k``, ``dense_weight``, ``sparse_weight``) keyword
-    arguments. Failures are kret's typed errors (``kret.errors.KretError`` subclasses).
+    ``filter`` (and ``fusion``, ``rrf_k``, ``prefetch_k``, ``dense_weight``, ``sparse_weight``,
+    ``fusion_params``) keyword arguments. Failures are kret's typed errors (``kret.errors.KretError`` subclasses).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
@@ -419,11 +428,14 @@ class KretRetriever(BaseRetriever):
     mode: str | None = None
     """'hybrid', 'dense' or 'sparse'; None = the settings' search mode (hybrid by default)."""
     fusion: str | None = None
-    """'rrf' or 'dbsf' for hybrid mode; None = settings."""
+    """A fusion method of ``kret.engine.fusion.fusion_names()`` ('dbsf', 'rrf', 'adaptive', …) for hybrid
+    mode; None = settings, else the collection's calibration (``kret tune``), else the default."""
     rrf_k: int | None = None
     prefetch_k: int | None = None
     dense_weight: float | None = None
     sparse_weight: float | None = None
+    fusion_params: dict[str, float] | None = None
+    """Parameters of a client-side fusion method (e.g. ``{"bias": 0.3}`` for 'adaptive')."""
     filter: Any = None
     """Default filter (see ``to_search_filter``); a per-call ``filter`` replaces it (``filter={}``: none)."""
     model: str | None = None
@@ -483,6 +495,8 @@ class KretRetriever(BaseRetriever):
     # requests -----------------------------------------------------------------------------------------
     def _options(self, overrides: Mapping[str, Any]) -> SearchOptions:
         values = {key: getattr(self, key) for key in _OPTION_KEYS}
+        if overrides.get("fusion") not in (None, self.fusion) and overrides.get("fusion_params") is None:
+            values["fusion_params"] = None  # the retriever's parameters belong to its own fusion method
         values.update({key: v for key, v in overrides.items() if v is not None})
         k = values["k"]
         if isinstance(k, bool) or not isinstance(k, numbers.Integral):

@@ -12,7 +12,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # test helpers (model_fixtures) without a package
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+from shared_data import SHARED, require  # noqa: E402  (needs the sys.path line above)
+
 CACHE = Path(os.environ.get("KRET_TEST_CACHE", REPO / ".kret" / "test-cache"))
 
 
@@ -46,18 +47,18 @@ def _isolated_env(monkeypatch, tmp_path, fast_tmp):
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    if not SHARED.is_dir():
-        pytest.fail(f"shared data folder {SHARED} is missing (CI provides ../shared beside the repo)")
-    return SHARED
+    """The shared data folder; a test that takes it is skipped with the reason where it is absent."""
+    return require(SHARED)
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> Path:
-    from model_fixtures import build_tiny_model
+    from model_fixtures import build_tiny_model, ensure_tiny_ir
 
     target = CACHE / "tiny-model"
     if not (target / "modules.json").is_file():
         build_tiny_model(target)
+    ensure_tiny_ir(target)  # caches built before the OpenVINO runtime
     return target
 
 

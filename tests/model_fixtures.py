@@ -88,3 +88,13 @@ def build_tiny_model(target_dir: Path, tokenizer_source: Path | None = None) -> 
         emb = state["embeddings.word_embeddings.weight"]
         assert emb.shape == (vocab, 32) and np.isfinite(emb).all()
     return target
+
+
+def ensure_tiny_ir(folder: Path) -> None:
+    """Ship the OpenVINO IR inside the test model folder (``openvino/``), as a registry version does, so
+    tests with fresh KRET_HOMEs serve it without exporting again (~5-30 s each on a busy 2-core machine)."""
+    from kret.engine.models import fingerprint_dir
+    from kret.engine.runtimes.export import export_into_folder, ir_is_current
+
+    if not ir_is_current(Path(folder) / "openvino", fingerprint_dir(Path(folder))):
+        export_into_folder(Path(folder))

@@ -6,15 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
+from shared_data import BENCH, missing_reason
 
 from kret.errors import DatasetError
 from kret.evaluators.beir import load_beir
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-MIRACL = SHARED / "data" / "bench" / "miracl-ko-mini"
+MIRACL = BENCH / "miracl-ko-mini"
 
 
-@pytest.mark.skipif(not MIRACL.is_dir(), reason=f"shared benchmark not found at {MIRACL}")
+@pytest.mark.skipif(not MIRACL.is_dir(), reason=missing_reason(MIRACL))
 def test_miracl_ko_mini_counts_match_baselines():
     ds = load_beir(MIRACL)
     assert (ds.n_docs, ds.n_queries, ds.n_positive_qrels) == (2000, 213, 547)

@@ -14,11 +14,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from shared_data import BENCH as SHARED_BENCH
+from shared_data import require
 
 N_DOCS = 20
 MAX_QUERIES = 60
 DUP_OF = "kq3"
-BENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench" / "korquad-dev"
+BENCH = SHARED_BENCH / "korquad-dev"
 
 
 def korquad(n_docs: int) -> tuple[list[dict], list[tuple[str, str]]]:
@@ -62,6 +64,7 @@ def doc_id_of(path: Path) -> str:
 @pytest.fixture(scope="module")
 def corpus(tiny_model_dir):
     """(Kret, {paragraph id: doc id}, [(question, doc id)]) for an indexed collection, built once."""
+    require(BENCH)
     from kret.api import Kret
 
     base = Path(

@@ -105,22 +105,23 @@ def test_interrupted_index_is_consistent_and_resumable(tiny_kret, docs, monkeypa
     for i in range(30):
         (docs / f"extra{i:02d}.txt").write_text(f"추가 문서 {i}번. " * 20, encoding="utf-8")
     calls = {"n": 0}
-    original = ingest.Ingestor._write_batch
+    original = ingest.Ingestor._embed
 
-    def flaky(self, batch, avgdl, progress):
+    def flaky(self, texts):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        return original(self, batch, avgdl, progress)
+        return original(self, texts)
 
-    monkeypatch.setattr(ingest.Ingestor, "_write_batch", flaky)
-    monkeypatch.setattr(tiny_kret.settings, "embed_batch_size", 2)  # writes in batches of 8 chunks
+    monkeypatch.setattr(ingest.Ingestor, "_embed", flaky)
+    # Embedding calls of at most 256 padded tokens: many calls, each followed by a write.
+    monkeypatch.setattr(tiny_kret.settings, "embed_batch_tokens", 256)
     s = tiny_kret.index([docs])
     assert s.interrupted
     assert 0 < s.added < 38
     per_doc = _consistent(tiny_kret, "default")
     assert len(per_doc) == s.added
-    monkeypatch.setattr(ingest.Ingestor, "_write_batch", original)
+    monkeypatch.setattr(ingest.Ingestor, "_embed", original)
     s2 = tiny_kret.index([docs])
     assert not s2.interrupted and s2.added == 38 - s.added and s2.unchanged == s.added
     assert len(_consistent(tiny_kret, "default")) == 38

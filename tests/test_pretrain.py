@@ -197,9 +197,9 @@ def test_registered_version_and_lineage(resumed_run):
     for key in ("kret_version", "git_commit", "training_seconds", "run"):
         assert key in lin
     # The version is a complete model folder that embeds; checkpoints are gone after registration.
-    from kret.engine.embedder import Embedder
+    from kret.engine.runtimes.torch_rt import TorchEmbedder
 
-    emb = Embedder(got, torch_threads=1)
+    emb = TorchEmbedder(got, threads=1)
     assert emb.prompts == {"query": "query: ", "passage": "passage: "}  # the base's prompts carried over
     vecs = emb.encode_passages(["한강은 서울을 지난다."])
     assert vecs.shape == (1, 32) and np.isfinite(vecs).all()

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import BENCH, require
 
 from kret.engine.sparse import CONTENT_TAGS, KiwiBM25Encoder, term_id
 from kret.engine.types import SparseVec
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-KORQUAD = SHARED / "data" / "bench" / "korquad-dev"
+KORQUAD = BENCH / "korquad-dev"
 K1, B = 1.2, 0.75
 
 
@@ -202,6 +202,7 @@ def _ndcg10_single_positive(ranked: list[int], gold: int) -> float:
 
 @pytest.fixture(scope="module")
 def korquad300(enc: KiwiBM25Encoder):
+    require(KORQUAD)
     doc_ids, texts, gold, queries = _load_korquad(300)
     doc_terms = enc.terms_batch(texts)
     q_terms = enc.terms_batch([q for _, q in queries])

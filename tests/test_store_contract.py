@@ -31,6 +31,7 @@ import pytest
 from qdrant_client import QdrantClient
 
 from kret.engine.edge_store import EdgeBackend
+from kret.engine.fusion import FusionInput, get_fusion
 from kret.engine.server_store import ServerBackend, ServerStore, _translate
 from kret.engine.store import Backend, Condition, DocumentWrite, QuerySpec, Store
 from kret.engine.types import SparseVec, StoredPoint
@@ -364,6 +365,49 @@ def test_rrf_and_dbsf_score_differently(ro: Store) -> None:
     assert dbsf[0].score > 2 / 60
 
 
+@pytest.mark.parametrize("fusion", ["rrf", "dbsf"])
+@pytest.mark.parametrize("weights", [(1.0, 1.0), (0.5, 3.0)])
+def test_replay_of_qdrant_fusion_matches_qdrant(ro: Store, fusion: str, weights: tuple[float, float]) -> None:
+    """The registry's client-side ``fuse`` of an in-Qdrant method is what the fusion study and ``kret tune``
+    score: it must give Qdrant's own fused scores from the branch lists Qdrant returned."""
+    if fusion == "dbsf" and weights != (1.0, 1.0):
+        pytest.skip("Qdrant's DBSF takes no weights")
+    base = {"mode": "hybrid", "dense": dense("a", 1), "sparse": sparse({1: 1.0, 2: 1.0, 4: 2.0})}
+    hits = ro.query(spec(**base, fusion=fusion, weights=weights, rrf_k=5))
+    lists = {
+        b: sorted(
+            ((h.id, h.branches[b].score, h.branches[b].rank) for h in hits if b in h.branches),
+            key=lambda x: x[2],
+        )
+        for b in ("dense", "sparse")
+    }
+    inp = FusionInput(
+        dense=[(i, s) for i, s, _ in lists["dense"]],
+        sparse=[(i, s) for i, s, _ in lists["sparse"]],
+        rrf_k=5,
+        weights=weights,
+    )
+    replay = dict(get_fusion(fusion).fuse(inp))
+    assert {h.id: h.score for h in hits} == pytest.approx(replay, rel=1e-4, abs=1e-6)
+
+
+def test_client_side_fusion_returns_payloads_and_branches(ro: Store) -> None:
+    base = {"mode": "hybrid", "dense": dense("b", 0), "sparse": sparse({4: 1.0})}
+    qdrant = ro.query(spec(**base, fusion="dbsf"))
+    client = ro.query(spec(**base, fusion="adaptive"))  # all parameters 0: DBSF, computed here
+    assert ids(client) == ids(qdrant)
+    assert [h.score for h in client] == pytest.approx([h.score for h in qdrant], rel=1e-4)
+    assert client[0].payload["doc_id"] == "b"
+    assert client[0].branches == qdrant[0].branches
+    assert len(ro.query(spec(**base, fusion="adaptive", limit=2))) == 2
+    bare = ro.query(spec(**base, fusion="adaptive", with_payload=False))
+    assert bare and all(h.payload == {} for h in bare)
+    # a large sparse weight puts the only sparse match first, a small one leaves dense's order
+    tilt = {"mode": "hybrid", "dense": dense("a", 0), "sparse": sparse({5: 1.0}), "fusion": "adaptive"}
+    assert ids(ro.query(spec(**tilt, fusion_params={"bias": 5.0})))[0] == C0
+    assert ids(ro.query(spec(**tilt, fusion_params={"bias": -5.0})))[0] == A0
+
+
 def test_hybrid_without_terms_falls_back_to_dense(ro: Store) -> None:
     dense_hits = ro.query(spec(mode="dense", dense=dense("c", 0)))
     for empty in (None, SparseVec([], [])):
@@ -523,6 +567,41 @@ def test_collections_are_independent(backend: Backend) -> None:
         b.close()
     backend.drop("other")
     assert backend.list_collections() == [NAME]
+
+
+@pytest.mark.parametrize("bad", ["../x", "/abs/dir", "a/b", "..", ".", "", "-x", "a b", "a\0b", "x" * 200])
+def test_names_are_checked_where_they_become_paths(backend: Backend, bad: str) -> None:
+    """Issue 13: the backend is the one place a name becomes a path or a server collection name."""
+    from kret.errors import CollectionNameError
+
+    for call in (
+        lambda: backend.new_version(bad),
+        lambda: backend.live_version(bad),
+        lambda: backend.versions(bad),
+        lambda: backend.open_version(bad, "v0001"),
+        lambda: backend.activate(bad, "v0001"),
+        lambda: backend.drop_version(bad, "v0001"),
+        lambda: backend.drop(bad),
+    ):
+        with pytest.raises(CollectionNameError):
+            call()
+
+
+def test_versions_must_look_like_versions(backend: Backend) -> None:
+    new_live(backend)[1].close()
+    for bad in ("../v0001", "v1", "/tmp", "..", "v0001/.."):
+        with pytest.raises(UserInputError):
+            backend.open_version(NAME, bad)
+        with pytest.raises(UserInputError):
+            backend.drop_version(NAME, bad)
+
+
+def test_stored_names_include_versions_without_a_live_one(backend: Backend) -> None:
+    _, store = backend.new_version(NAME)
+    store.create(DIM, MANIFEST)
+    store.close()
+    assert backend.list_collections() == [] and backend.stored_names() == [NAME]
+    assert backend.versions(NAME) == ["v0001"]
 
 
 # edge only ---------------------------------------------------------------------------------------------

@@ -286,15 +286,16 @@ def pretrain(
         "consistency_sample": consistency_sample,
         "seed": seed,
     }
-    from kret.engine.embedder import Embedder
+    from kret.engine.runtimes.torch_rt import TorchEmbedder
 
     # Loaded outside kr's cache because training changes its weights in place: the same model object is
-    # handed to fit, which saves loading weights and tokenizer twice.
-    emb = Embedder(
+    # handed to fit, which saves loading weights and tokenizer twice. Training needs torch, so this is
+    # always the torch runtime whatever ``runtime`` serves.
+    emb = TorchEmbedder(
         base_info,
         device=_device(kr.settings.device),
         batch_size=kr.settings.embed_batch_size,
-        torch_threads=kr.settings.torch_threads,
+        threads=kr.settings.threads,
     )
     if fit_cfg.matryoshka_dims and max(fit_cfg.matryoshka_dims) > emb.dimension:
         raise UserInputError(
@@ -409,8 +410,8 @@ def pretrain(
             }
         )
 
-    if fit_cfg.torch_threads is None and kr.settings.torch_threads:
-        fit_cfg.torch_threads = kr.settings.torch_threads
+    if fit_cfg.torch_threads is None and kr.settings.threads:
+        fit_cfg.torch_threads = kr.settings.threads
     rows = _pairs_to_rows(pairs_file)
     gc.collect()
     _free_cuda_cache()  # the consistency filter's activations

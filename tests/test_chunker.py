@@ -1,0 +1,156 @@
+"""The chunker on its own: window sizes, section boundaries, overlap, over-long sentences, char spans.
+
+Most tests count one token per character, so every expected size can be read off the test text; one test
+uses the tiny model's tokenizer (the default model's real XLM-R tokenizer) to check the promise that matters
+to the encoder: no chunk is longer than the model window it was cut for.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from kret.errors import ConfigError
+from kret.indexer.chunker import Chunker, ChunkingParams
+from kret.indexer.document import Document
+
+
+def chars(texts):
+    return [len(t) for t in texts]
+
+
+def char_offsets(text):
+    return [(i, i + 1) for i in range(len(text))]
+
+
+def chunker(size: int, overlap: int = 0, offsets=char_offsets) -> Chunker:
+    return Chunker(chars, ChunkingParams(chunk_tokens=size, overlap_tokens=overlap), offsets)
+
+
+def doc(text: str, title: str = "") -> Document:
+    return Document(doc_id="d", text=text, path="d.txt", source_type="txt", title=title)
+
+
+def test_a_document_that_fits_is_one_chunk_with_its_span():
+    text = "첫 문단입니다.\n\n둘째 문단입니다."
+    [c] = chunker(100).chunk(doc(text, title="제목"))
+    assert (c.doc_id, c.chunk_index, c.title, c.heading) == ("d", 0, "제목", "")
+    assert c.text == text and (c.start_char, c.end_char) == (0, len(text))
+
+
+def test_headings_close_sections_and_label_the_chunks_after_them():
+    text = "머리말.\n# 역사\n조선 시대.\n\n## 현대\n오늘날."
+    chunks = chunker(100).chunk(doc(text))
+    assert [(c.heading, c.text) for c in chunks] == [
+        ("", "머리말."),
+        ("역사", "조선 시대."),
+        ("현대", "오늘날."),
+    ]
+    assert [c.chunk_index for c in chunks] == [0, 1, 2]
+    for c in chunks:
+        assert text[c.start_char : c.end_char].strip() == c.text  # a span may end after the newline
+        assert "#" not in c.text
+
+
+def test_every_chunk_fits_the_budget_and_every_paragraph_is_kept():
+    paras = [f"문단{i}" + "가" * (10 + 7 * i) for i in range(8)]  # each fits on its own (≤ 62)
+    chunks = chunker(64).chunk(doc("\n\n".join(paras)))
+    assert len(chunks) > 1
+    assert all(len(c.text) <= 64 for c in chunks)
+    for p in paras:
+        assert any(p in c.text for c in chunks), p
+    # Without overlap each paragraph is in exactly one chunk, in order.
+    assert [p for c in chunks for p in paras if p in c.text] == paras
+
+
+def test_title_and_heading_take_their_share_of_the_window():
+    ch = chunker(100)
+    assert ch.budget_for("", "") == 100
+    assert ch.budget_for("제목", "절") == 100 - len("제목 절") - 1
+    assert ch.budget_for("긴" * 200, "") == 32  # never below the minimum budget
+    paras = ["나" * 30 for _ in range(6)]
+    for c in ch.chunk(doc("\n\n".join(paras), title="가" * 39)):
+        assert len(c.text) <= 100 - 40
+
+
+def test_overlap_repeats_trailing_units_but_never_a_whole_chunk():
+    paras = [f"P{i}" + "다" * 18 for i in range(10)]  # 20 tokens each
+    text = "\n\n".join(paras)
+    plain = chunker(65).chunk(doc(text))
+    lapped = chunker(65, overlap=25).chunk(doc(text))
+    assert len(lapped) > len(plain)
+    for a, b in zip(lapped, lapped[1:], strict=False):
+        assert b.text.split()[0] == a.text.split()[-1]  # b starts with the last paragraph of a
+        assert b.text != a.text and len(b.text) <= 65
+    assert all(p in "\n".join(c.text for c in lapped) for p in paras)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known defect, reported to the lead: a paragraph's span ends after its newline, so paragraphs "
+    "separated by one blank line look adjacent to _join and rejoin with a space, not the newline its docstring "
+    "promises. Fixing it changes chunk text (and so indexes and benchmark numbers): a lead's decision.",
+)
+def test_paragraphs_rejoin_with_a_newline():
+    paras = ["가" * 20, "나" * 20, "다" * 20]
+    [c] = chunker(40 + 30).chunk(doc("\n\n".join(paras) + "\n\n" + "라" * 50))[:1]
+    assert c.text == "\n".join(paras)
+
+
+def test_overlap_must_be_smaller_than_the_window():
+    with pytest.raises(ConfigError, match="overlap"):
+        chunker(32, overlap=32)
+
+
+def test_an_over_long_sentence_is_cut_at_token_boundaries_without_losing_or_doubling_text():
+    sentence = "".join(chr(0xAC00 + i) for i in range(150))  # one "sentence", no spaces, 150 tokens
+    chunks = chunker(40).chunk(doc(sentence))
+    assert len(chunks) == 4 and all(len(c.text) <= 40 for c in chunks)
+    assert "".join(c.text for c in chunks) == sentence
+    assert [(c.start_char, c.end_char) for c in chunks] == [(0, 40), (40, 80), (80, 120), (120, 150)]
+
+
+def test_without_token_offsets_the_cut_is_proportional_and_still_fits():
+    sentence = "".join(chr(0xAC00 + i) for i in range(150))
+    chunks = chunker(40, offsets=None).chunk(doc(sentence))
+    assert all(len(c.text) <= 40 for c in chunks)
+    assert "".join(c.text for c in chunks) == sentence
+
+
+def test_long_paragraphs_split_at_korean_sentence_ends():
+    sentences = [f"{i}번째 문장은 여기에서 끝난다." for i in range(12)]
+    para = " ".join(sentences)
+    chunks = chunker(60).chunk(doc(para))
+    assert len(chunks) > 1
+    for c in chunks:
+        assert len(c.text) <= 60
+        assert c.text.endswith("끝난다.")  # Kiwi's sentence boundary, not a mid-sentence cut
+    assert " ".join(c.text for c in chunks) == para
+
+
+def test_chunks_fit_the_real_tokenizer_window(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+
+    def count(texts):
+        return [len(ids) for ids in tok(list(texts), add_special_tokens=False)["input_ids"]] if texts else []
+
+    def offsets(text):
+        return [
+            tuple(x)
+            for x in tok(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        ]
+
+    ch = Chunker(count, ChunkingParams(chunk_tokens=48, overlap_tokens=8), offsets)
+    body = "\n\n".join(
+        [
+            "세종대왕은 조선의 제4대 국왕이다. 훈민정음을 창제하였다. " * 3,
+            "한글날은 10월 9일이다. " * 5,
+            "가" * 300,
+        ]
+    )
+    chunks = ch.chunk(doc(body, title="세종"))
+    assert len(chunks) > 3
+    for c in chunks:
+        assert count([c.text])[0] <= ch.budget_for("세종", c.heading)
+        assert count([c.embed_text])[0] <= 48 + 1  # title and text join with one space
