@@ -15,8 +15,9 @@ from rich.table import Table
 
 from kret.cli.common import ProgressView, console, get_kret, out, print_json
 from kret.cli.main import CONTEXT
-from kret.cli.train_cmd import temperature_option, train
+from kret.cli.train_cmd import budget_options, temperature_option, train
 from kret.errors import UserInputError
+from kret.trainer.mining_rules import DEFAULT_RULES, RULES
 
 
 def _parse_range(text: str) -> tuple[int, int]:
@@ -28,6 +29,18 @@ def _parse_range(text: str) -> tuple[int, int]:
     if not sep or a < 1 or b < a:
         raise UserInputError(f"--range expects MIN:MAX with 1 <= MIN <= MAX, got {text!r}")
     return a, b
+
+
+def _parse_rules(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if names == ("none",):
+        return ()
+    unknown = [n for n in names if n not in RULES]
+    if unknown:
+        raise UserInputError(
+            f"--rules: unknown rule {', '.join(unknown)} (choose from {', '.join(RULES)}, or none)"
+        )
+    return names
 
 
 class _Progress(ProgressView):
@@ -81,27 +94,47 @@ class _Progress(ProgressView):
         self.progress.update(task, **fields)
 
 
-def mining_table(stats: dict[str, int], n: int) -> Table:
-    """Where the candidates and queries went, stage by stage."""
+_RULE_LABELS = {
+    "margin": "margin × positive score",
+    "rescaled": "rescaled score (random = 0, positive = 1) too high",
+    "rank_guard": "BM25 and dense both rank it above the positive",
+    "consistency": "ranking consistency (positive not in top k)",
+}
+
+
+def mining_table(stats: dict[str, Any], n: int) -> Table:
+    """Where the candidates and queries went, stage by stage, with one line per mining rule."""
     table = Table(title="hard-negative mining", show_header=True)
     table.add_column("stage")
     table.add_column("count", justify="right")
-    rows = [
-        ("queries in", "queries_in"),
-        ("  dropped: positive not in collection", "dropped_no_positive"),
-        ("  dropped: ranking consistency", "dropped_consistency"),
-        (f"  dropped: fewer than {n} negatives", "queries_short"),
-        ("  queries kept (training rows)", "queries_kept"),
-        ("candidates seen", "candidates_seen"),
-        ("  removed: same document as positive", "removed_same_document"),
-        ("  removed: outside rank range", "removed_range"),
-        ("  removed: margin (likely false negative)", "removed_margin"),
-        ("  not selected (beyond n)", "not_selected"),
-        ("  lost with short queries", "negatives_of_short_queries"),
-        ("  kept negatives", "kept_negatives"),
+    dropped = stats.get("dropped_by_rule") or (
+        {"consistency": stats["dropped_consistency"]} if stats.get("dropped_consistency") else {}
+    )
+    removed = stats.get("removed_by_rule") or (
+        {"margin": stats["removed_margin"]} if stats.get("removed_margin") else {}
+    )
+    rows: list[tuple[str, int]] = [
+        ("queries in", stats.get("queries_in", 0)),
+        ("  dropped: positive not in collection", stats.get("dropped_no_positive", 0)),
+        *[(f"  dropped by rule {k}: {_RULE_LABELS.get(k, k)}", v) for k, v in dropped.items()],
+        (f"  dropped: fewer than {n} negatives", stats.get("queries_short", 0)),
+        ("  queries kept (training rows)", stats.get("queries_kept", 0)),
+        ("candidates seen", stats.get("candidates_seen", 0)),
+        ("  removed: held-out / dev document", stats.get("removed_heldout", 0)),
+        ("  removed: same document as positive", stats.get("removed_same_document", 0)),
+        ("  removed: outside rank range", stats.get("removed_range", 0)),
+        *[(f"  removed by rule {k}: {_RULE_LABELS.get(k, k)}", v) for k, v in removed.items()],
+        ("  not selected (beyond n)", stats.get("not_selected", 0)),
+        ("  lost with short queries", stats.get("negatives_of_short_queries", 0)),
+        ("  kept negatives", stats.get("kept_negatives", 0)),
+        ("queries with a candidate removed by the rules", stats.get("queries_touched_by_rules", 0)),
+        (
+            "queries whose every in-range candidate the rules removed",
+            stats.get("queries_emptied_by_rules", 0),
+        ),
     ]
-    for label, key in rows:
-        table.add_row(label, f"{stats.get(key, 0):,}")
+    for label, value in rows:
+        table.add_row(label, f"{value:,}")
     return table
 
 
@@ -122,11 +155,24 @@ def mining_table(stats: dict[str, int], n: int) -> Table:
     "--range", "rank_range", default="3:50", show_default=True, help="Ranks MIN:MAX negatives come from."
 )
 @click.option(
+    "--rules",
+    default=",".join(DEFAULT_RULES),
+    show_default=True,
+    help=f"Mining rules, applied in order (comma-separated; 'none' for only the fixed ones): {', '.join(RULES)}.",
+)
+@click.option(
+    "--rescaled-max",
+    type=click.FloatRange(0, 10, min_open=True),
+    default=0.95,
+    show_default=True,
+    help="Rule rescaled: drop candidates above this on the query's random (0) -> positive (1) score scale.",
+)
+@click.option(
     "--margin",
     type=click.FloatRange(0, 1, min_open=True),
     default=0.95,
     show_default=True,
-    help="Drop candidates scoring above MARGIN x the positive's dense score.",
+    help="Rule margin: drop candidates scoring above MARGIN x the positive's dense score.",
 )
 @click.option("--negatives", "n_negatives", type=click.IntRange(1, 64), default=4, show_default=True)
 @click.option(
@@ -142,7 +188,28 @@ def mining_table(stats: dict[str, int], n: int) -> Table:
     type=click.FloatRange(0, 1, max_open=True),
     default=0.1,
     show_default=True,
-    help="Fraction of queries (by document) held out for the gate.",
+    help="Fraction of queries (whole groups, see --heldout-by) held out for the gate.",
+)
+@click.option(
+    "--heldout-by",
+    default="doc",
+    show_default=True,
+    help="Group the split keeps together: doc, title (an article's paragraphs) or a document metadata key.",
+)
+@click.option(
+    "--dev",
+    "dev_fraction",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.1,
+    show_default=True,
+    help="Fraction of the remaining groups set aside as a dev set (for choosing settings; not trained on).",
+)
+@click.option(
+    "--gate-mode",
+    type=click.Choice(["dense", "hybrid", "both"]),
+    default="both",
+    show_default=True,
+    help="Search mode(s) the gate compares in; with both, the candidate must win in each.",
 )
 @click.option("--loss", type=click.Choice(["mnrl", "gist"]), default="mnrl", show_default=True)
 @click.option("--batch-size", type=click.IntRange(2), default=32, show_default=True)
@@ -151,11 +218,7 @@ def mining_table(stats: dict[str, int], n: int) -> Table:
 )
 @click.option("--lr", type=float, default=1e-5, show_default=True)
 @temperature_option
-@click.option(
-    "--max-seq-length",
-    type=click.IntRange(8),
-    help="Truncate training texts to N tokens (a CPU budget; the saved model keeps its own limit).",
-)
+@budget_options
 @click.option("--epochs", type=float, default=1.0, show_default=True)
 @click.option(
     "--max-steps", type=click.IntRange(1), help="Stop after N optimizer steps (overrides --epochs)."
@@ -172,6 +235,9 @@ def mining_table(stats: dict[str, int], n: int) -> Table:
 @click.option(
     "--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True
 )
+@click.option(
+    "--no-gate", is_flag=True, help="Register the model without evaluating it (never promoted); gate later."
+)
 @click.option("--force", is_flag=True, help="Make the new model the default even if the gate fails.")
 @click.option("--run-name", help="Folder under KRET_HOME/runs (default ft-<collection>-<time>).")
 @click.option("--resume", is_flag=True, help="Continue the run --run-name: same mined set, last checkpoint.")
@@ -186,23 +252,32 @@ def finetune_cmd(
     max_queries,
     mode,
     rank_range,
+    rules,
+    rescaled_max,
     margin,
     n_negatives,
     sample,
     consistency_top_k,
     heldout,
+    heldout_by,
+    dev_fraction,
+    gate_mode,
     loss,
     batch_size,
     mini_batch_size,
     lr,
     temperature,
     max_seq_length,
+    memory_gb,
+    no_cache,
+    precision,
     epochs,
     max_steps,
     seed,
     eval_datasets,
     metric,
     alpha,
+    no_gate,
     force,
     run_name,
     resume,
@@ -231,6 +306,9 @@ def finetune_cmd(
         lr=lr,
         temperature=temperature,
         max_seq_length=max_seq_length,
+        memory_gb=memory_gb,
+        cached=not no_cache,
+        precision=precision,
         epochs=epochs,
         max_steps=max_steps,
         loss=loss,
@@ -252,6 +330,12 @@ def finetune_cmd(
             strategy="sample" if sample else "top",
             consistency_top_k=consistency_top_k,
             heldout_fraction=heldout,
+            heldout_by=heldout_by,
+            dev_fraction=dev_fraction,
+            rules=_parse_rules(rules),
+            rescaled_max=rescaled_max,
+            gate_mode=gate_mode,
+            run_gate=not no_gate,
             max_queries=max_queries,
             fit_cfg=cfg,
             eval_datasets=[Path(p) for p in eval_datasets],
@@ -280,16 +364,22 @@ def _print_result(result: Any) -> None:
         console.print(
             f"registered [bold]{result.model.name}[/] (parent {result.parent.short})", highlight=False
         )
+    if getattr(result, "dev_dir", None) is not None:
+        console.print(
+            f"dev set for choosing settings: kret eval {result.dev_dir} --model <version> (not trained on)",
+            highlight=False,
+        )
     d = result.decision
     if d is None:
         console.print(
-            "[yellow]no gate ran (no held-out queries, no --eval): the default model is unchanged[/]"
+            "[yellow]no gate ran (--no-gate, or no held-out queries and no --eval): the default model is unchanged[/]"
         )
         return
     from kret.evaluators.report import render_comparison
 
     for cmp, r in zip(d.comparisons, d.results, strict=True):
-        console.print(f"[bold]gate, {r.role} set {r.dataset}[/]", highlight=False)
+        mode = f", {r.mode}" if r.mode else ""
+        console.print(f"[bold]gate, {r.role} set {r.dataset}{mode}[/]", highlight=False)
         render_comparison(cmp, console)  # ends with the verdict line on the gate metric's headline
     style = "green" if d.promoted else "yellow"
     state = "promoted to default" if d.promoted else "not promoted"

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from kret.cli.common import ProgressView, console, get_kret, print_json
 from kret.cli.main import CONTEXT
-from kret.cli.train_cmd import temperature_option, train
+from kret.cli.train_cmd import budget_options, temperature_option, train
 from kret.errors import UserInputError
 
 
@@ -174,6 +174,7 @@ def pair_table(info: dict[str, Any]) -> Table:
     help="Peak learning rate (linear warm-up, then linear decay).",
 )
 @temperature_option
+@budget_options
 @click.option(
     "--epochs",
     default=1.0,
@@ -259,6 +260,10 @@ def pretrain_cmd(
     mini_batch_size: int | None,
     lr: float,
     temperature: float,
+    max_seq_length: int,
+    memory_gb: float,
+    no_cache: bool,
+    precision: str,
     epochs: float,
     max_steps: int | None,
     warmup_ratio: float,
@@ -315,6 +320,10 @@ def pretrain_cmd(
         mini_batch_size=mini_batch_size,
         lr=lr,
         temperature=temperature,
+        max_seq_length=max_seq_length,
+        memory_gb=memory_gb,
+        cached=not no_cache,
+        precision=precision,
         epochs=epochs,
         max_steps=max_steps,
         warmup_ratio=warmup_ratio,

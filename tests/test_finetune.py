@@ -55,7 +55,10 @@ def _cli(home: Path, *args: str):
     return result
 
 
-TRAIN = ["--max-steps", "2", "--batch-size", "4", "--lr", "1e-5", "--margin", "1.0", "--range", "2:30"]
+TRAIN = [
+    *("--max-steps", "2", "--batch-size", "4", "--lr", "1e-5", "--margin", "1.0", "--range", "2:30"),
+    *("--rules", "margin"),  # the tiny random model has no score scale for the rescaled rule
+]
 
 
 def test_finetune_cli_registers_lineage_and_gate_keeps_default(indexed):
@@ -79,6 +82,7 @@ def test_finetune_cli_registers_lineage_and_gate_keeps_default(indexed):
         "run1",
         "--json",
         *TRAIN,
+        *("--batch-size", "2"),  # held-out + dev leave ~5 of 8 documents: 4 distinct rows are rare
     )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout.strip().splitlines()[-1])
@@ -109,7 +113,31 @@ def test_finetune_cli_registers_lineage_and_gate_keeps_default(indexed):
     assert gate["promoted"] is False and gate["forced"] is False
     assert gate["results"][0]["role"] == "heldout" and gate["verdicts"]
     assert Path(gate["results"][0]["candidate_report"]).is_file()
-    assert [e["role"] for e in lin["evals"]] == ["heldout"]
+    # the default gate compares in both modes, each with its own paired delta, CI and p
+    assert [(r["role"], r["mode"]) for r in gate["results"]] == [("heldout", "dense"), ("heldout", "hybrid")]
+    assert [e["mode"] for e in lin["evals"]] == ["dense", "hybrid"]
+    assert "dense: fail" in gate["reason"] and "hybrid: fail" in gate["reason"]
+    # a dev slice of the training documents, never trained on, written as a BEIR folder
+    split = lin["queries"]["split"]
+    assert split["by"] == "doc" and split["dev"] == len(lin["dev_ids"]) > 0
+    dev = {json.loads(x)["query"] for x in (mined.parent / "dev.jsonl").read_text().splitlines()}
+    assert dev and not dev & trained and Path(lin["dev_dataset"], "qrels", "test.tsv").is_file()
+    # documents of held-out and dev queries are never negatives
+    out_docs = {
+        json.loads(x)["positive_doc_id"]
+        for f in ("heldout.jsonl", "dev.jsonl")
+        for x in (mined.parent / f).read_text().splitlines()
+    }
+    negs = {n["chunk_id"] for x in mined.read_text().splitlines() for n in json.loads(x)["meta"]["negatives"]}
+    from kret.trainer.queries import CollectionCatalog
+
+    searcher = kr.open("docs")
+    try:
+        catalog = CollectionCatalog.from_store(searcher.collection.store)
+    finally:
+        searcher.collection.close()
+    assert negs and out_docs and not {catalog.chunks[c].doc_id for c in negs} & out_docs
+    assert lin["mining"]["stats"]["removed_heldout"] > 0
     assert kr.registry.default_version() != version
     assert out["gate"]["next_command"] == f"kret reindex --collection docs --model {version}"
 
@@ -141,6 +169,8 @@ def test_forced_promotion_through_the_issue_spelling(indexed):
         "1.0",
         "--range",
         "2:30",
+        "--rules",
+        "margin",
     )
     assert result.exit_code == 0, result.output
     kr = Kret(home=home)

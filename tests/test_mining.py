@@ -122,6 +122,7 @@ def _mine(opened, queries, **kw):
 
     searcher, catalog = opened
     kw.setdefault("margin", 1.0)  # the tiny random model scores everything ~0.97: no margin by default
+    kw.setdefault("rules", ("margin",))  # the scale-free rules have their own tests below
     return mine_negatives(searcher, queries, catalog=catalog, **kw)
 
 
@@ -392,6 +393,8 @@ def test_bad_parameters_are_user_errors(opened, train_queries):
         {"mode": "sparse"},
         {"strategy": "best"},
         {"range_min": 1, "range_max": 2, "n_negatives": 3},
+        {"rules": ("no-such-rule",)},
+        {"rules": ("rescaled",), "rescaled_max": 0},
     ):
         with pytest.raises(UserInputError):
             _mine(opened, train_queries[:2], **kw)
@@ -415,3 +418,133 @@ def test_heldout_dataset_groups_a_query_with_several_positives(opened, tmp_path)
     assert ds.queries == {"q1": "같은 질문", "q2": "다른 질문"}
     assert ds.qrels == {"q1": {d1: 1, d2: 1, d3: 1}, "q2": {d4: 1}}
     assert ds.n_docs == len(catalog.doc_ids)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the rule registry: rescaled score, rank guard, consistency; per-rule counts; held-out documents
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_relative_score_is_scale_free():
+    from kret.trainer.mining_rules import relative_score
+
+    # e5-like scale (random 0.75, positive 0.90) and a wide scale (random 0.0, positive 0.60): the same
+    # position between "unrelated" and "the positive" gets the same rescaled score
+    assert relative_score(0.87, 0.90, 0.75) == pytest.approx(0.8)
+    assert relative_score(0.48, 0.60, 0.0) == pytest.approx(0.8)
+    # the raw 0.95 margin calls the e5 candidate suspect (0.87 > 0.855) although it sits at 0.8 of the scale
+    assert 0.87 > 0.95 * 0.90
+    assert relative_score(0.5, 0.7, 0.7) == float("inf")  # no scale: nothing can be trusted
+
+
+def test_rank_guard_and_consistency_rules_unit():
+    from kret.trainer.mining import MiningParams
+    from kret.trainer.mining_rules import Candidate, QueryContext, build_rules
+
+    guard, cons = build_rules(("rank_guard", "consistency"), MiningParams(consistency_top_k=2))
+    ctx = QueryContext(
+        "q",
+        "P",
+        0.9,
+        dense_rank={"A": 1, "P": 2, "B": 3},
+        sparse_rank={"A": 1, "B": 2, "P": 3},
+        served_doc_ranks={"A": 1, "P": 2},
+    )
+    assert not guard.keep(ctx, Candidate(1, "a", "A", 0.9))  # above the positive in both lists: suspect
+    assert guard.keep(ctx, Candidate(3, "b", "B", 0.8))  # above it in BM25 only: a hard negative
+    assert guard.keep(ctx, Candidate(9, "c", "C", 0.8))  # in neither list
+    assert not cons.drop_query(ctx)  # positive at rank 2 <= 2
+    assert cons.drop_query(QueryContext("q", "P", 0.9, served_doc_ranks={"A": 1, "B": 2, "P": 3}))
+    with pytest.raises(Exception, match="unknown mining rule"):
+        build_rules(("nope",), MiningParams())
+
+
+def test_registry_rules_count_per_rule_and_add_up(opened, train_queries):
+    result = _mine(
+        opened,
+        train_queries,
+        mode="hybrid",
+        range_min=1,
+        range_max=20,
+        n_negatives=2,
+        rules=("rank_guard", "rescaled", "consistency"),
+        consistency_top_k=10,
+        rescaled_max=0.9,
+    )
+    s = result.stats
+    assert set(s.removed_by_rule) == {"rank_guard", "rescaled"} and set(s.dropped_by_rule) == {"consistency"}
+    assert s.removed_by_rule["rank_guard"] > 0 and s.removed_by_rule["rescaled"] > 0
+    s.check()  # the two identities, with every rule's count
+    d = s.as_dict()
+    assert d["removed_rule_rank_guard"] == s.removed_by_rule["rank_guard"]
+    for meta in result.details:
+        assert "random_score" in meta
+        for n in meta["negatives"]:  # every kept negative is within the rescaled bound
+            rel = (n["score"] - meta["random_score"]) / (meta["positive_score"] - meta["random_score"])
+            assert rel <= 0.9 + 1e-4
+
+
+def test_rank_guard_removes_what_both_branches_put_above_the_positive(opened, train_queries):
+    from kret.trainer.queries import TrainQuery
+
+    searcher, catalog = opened
+    # mislabelled queries: each one's labelled positive is another document, so its true paragraph is an
+    # unlabelled positive that BM25 (and often the dense model) puts above the label: what the guard is for
+    docs = catalog.doc_ids
+    queries = [
+        TrainQuery(q.query, docs[(docs.index(q.positive_doc_id) + 1) % len(docs)], None, "test", q.qid)
+        for q in train_queries[:30]
+    ]
+    result = _mine(opened, queries, range_min=1, range_max=20, n_negatives=1, rules=("rank_guard",))
+    dense = searcher.search_many([q.query for q in queries], _opts(20, "dense"))
+    sparse = searcher.search_many([q.query for q in queries], _opts(20, "sparse"))
+    by_qid = {q.qid: (q, d, sp) for q, d, sp in zip(queries, dense, sparse, strict=True)}
+    suspects = 0
+    for meta in result.details:
+        q, d, sp = by_qid[meta["qid"]]
+        rank = lambda hs, doc: next((h.rank for h in hs if h.doc_id == doc), 10**9)  # noqa: E731
+        for n in meta["negatives"]:
+            doc = _doc_of(opened[1], n["chunk_id"])
+            both_above = rank(d, doc) < rank(d, q.positive_doc_id) and rank(sp, doc) < rank(
+                sp, q.positive_doc_id
+            )
+            assert not both_above
+    for q, d, sp in by_qid.values():
+        pos_d = next((h.rank for h in d if h.doc_id == q.positive_doc_id), 10**9)
+        pos_s = next((h.rank for h in sp if h.doc_id == q.positive_doc_id), 10**9)
+        sp_above = {h.doc_id for h in sp if h.rank < pos_s}
+        suspects += len({h.doc_id for h in d if h.rank < pos_d and h.doc_id in sp_above})
+    assert suspects > 0 and result.stats.removed_by_rule["rank_guard"] > 0
+
+
+def test_excluded_documents_are_never_negatives(opened, train_queries):
+    _, catalog = opened
+    excluded = set(catalog.doc_ids[::3])
+    result = _mine(opened, train_queries, range_min=1, range_max=30, n_negatives=2, exclude_docs=excluded)
+    assert result.stats.removed_heldout > 0
+    for meta in result.details:
+        assert not {_doc_of(catalog, n["chunk_id"]) for n in meta["negatives"]} & excluded
+
+
+def test_split_by_title_keeps_articles_together_and_sets_a_dev_slice(corpus, opened, train_queries):
+    from kret.errors import UserInputError
+    from kret.trainer.split import split_queries
+
+    _, catalog = opened
+    s = split_queries(train_queries, catalog, heldout_fraction=0.3, dev_fraction=0.2, by="title", seed=1)
+    assert s == split_queries(
+        train_queries, catalog, heldout_fraction=0.3, dev_fraction=0.2, by="title", seed=1
+    )
+    title = lambda q: catalog.doc_title(q.positive_doc_id)  # noqa: E731
+    parts = [{title(q) for q in part} for part in (s.train, s.dev, s.heldout)]
+    assert all(parts) and not parts[0] & parts[1] and not parts[0] & parts[2] and not parts[1] & parts[2]
+    # every document of a held-out/dev article is excluded from mining, also ones no query points to
+    out_titles = parts[1] | parts[2]
+    assert s.excluded_docs == {d for d in catalog.doc_ids if catalog.doc_title(d) in out_titles}
+    assert s.counts["heldout"] == len(s.heldout) and s.counts["groups_heldout"] >= 1
+    by_doc = split_queries(train_queries, catalog, heldout_fraction=0.3, by="doc", seed=1)
+    assert not by_doc.dev and not {q.positive_doc_id for q in by_doc.train} & {
+        q.positive_doc_id for q in by_doc.heldout
+    }
+    with pytest.raises(UserInputError, match="metadata key"):
+        split_queries(train_queries, catalog, heldout_fraction=0.3, by="no_such_key")

@@ -396,3 +396,68 @@ def test_cli_help_teaches():
     assert result.exit_code == 0
     for needle in ("KoE5-PT", "--mini-batch-size", "--resume", "torchrun", "kret eval", "FILE:RATIO"):
         assert needle in result.output
+
+
+# ---------------------------------------------------------------------------------------------------------
+# memory: the cached loss's mini-batch is sized from the model, the sequence length and the budget
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_mini_batch_sizing_follows_length_and_budget():
+    from kret.trainer.memory import ModelShape, activation_bytes_per_text, mini_batch_for
+
+    e5_small = ModelShape(parameters=118_000_000, layers=12, hidden=384, intermediate=1536, heads=12)
+    # longer texts and smaller budgets give smaller mini-batches; never below 1 nor above the batch
+    assert activation_bytes_per_text(e5_small, 512) > 2 * activation_bytes_per_text(e5_small, 256)
+    m256 = mini_batch_for(e5_small, 256, 512, memory_gb=6)
+    m512 = mini_batch_for(e5_small, 512, 512, memory_gb=6)
+    assert 1 <= m512 < m256 < 512
+    assert mini_batch_for(e5_small, 256, 512, memory_gb=12) > m256
+    assert mini_batch_for(e5_small, 256, 512, memory_gb=1) == 1  # the weights alone do not fit: 1, not 0
+    assert mini_batch_for(e5_small, 16, 8, memory_gb=6) == 8  # a whole small batch fits
+    # the default e5-small run (batch 32 x 4 texts at 256 tokens) cannot hold all 128 texts in 6 GB
+    assert m256 < 128
+
+
+def test_default_fit_config_is_cached_and_truncated(tiny_kret, tiny_st, tmp_path):
+    """Defaults fit a laptop: 256-token training texts and a cached loss whenever the batch would not fit."""
+    from kret.trainer.fit import FitConfig, fit, resolve_mini_batch
+
+    cfg = FitConfig()
+    assert cfg.max_seq_length == 256 and cfg.cached and cfg.mini_batch_size is None
+    model = fresh(tiny_st)
+    # the tiny model's whole batch fits 6 GB: the plain loss, which computes the same thing faster
+    assert resolve_mini_batch(model, cfg, 32)[0] is None
+    # a budget the batch does not fit switches to the cached loss with a smaller mini-batch
+    small = FitConfig(memory_gb=0.5)
+    mini, info = resolve_mini_batch(model, small, 32)
+    assert mini is not None and 1 <= mini < 32 and info["how"] == "sized from the memory budget"
+    assert resolve_mini_batch(model, FitConfig(cached=False, memory_gb=0.5), 32)[0] is None
+    assert resolve_mini_batch(model, FitConfig(mini_batch_size=5), 32)[0] == 5
+    # gist with several negatives needs the cached variant even when the batch fits
+    assert resolve_mini_batch(model, FitConfig(loss="gist"), 8, n_negative_columns=2)[0] == 8
+    base = tiny_kret.resolve_model()
+    _, stats = fit(
+        base,
+        _rows(8),
+        FitConfig(batch_size=8, max_steps=1, lr=5e-3, memory_gb=0.5, torch_threads=1),
+        run_dir=tmp_path / "run",
+        prompts={},
+        model=fresh(tiny_st),
+    )
+    assert stats["loss_name"] == "CachedMultipleNegativesRankingLoss"
+    assert stats["mini_batch_size"] < 8 and stats["max_seq_length"] == min(256, model.max_seq_length)
+
+
+def test_bf16_autocast_on_cpu_trains_and_is_recorded(tiny_kret, tiny_st, tmp_path):
+    from kret.trainer.fit import FitConfig, fit
+
+    base = tiny_kret.resolve_model()
+    cfg = FitConfig(batch_size=8, max_steps=2, lr=5e-3, warmup_ratio=0.0, precision="bf16", torch_threads=1)
+    final, stats = fit(base, _rows(16), cfg, run_dir=tmp_path / "run", prompts={}, model=fresh(tiny_st))
+    assert stats["precision"] == "bf16" and np.isfinite(stats["loss_last"])
+    assert (final / "modules.json").is_file()
+    with pytest.raises(UserInputError, match="precision"):
+        FitConfig(precision="int8").validate()
+    with pytest.raises(UserInputError, match="memory"):
+        FitConfig(memory_gb=0).validate()

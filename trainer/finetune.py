@@ -25,8 +25,9 @@ from kret.engine.search import SearchOptions
 from kret.errors import TrainingError, UserInputError
 
 from .fit import FitConfig, fit, is_main_process
-from .gate import GateDecision, check_metric, gate, write_heldout_beir
+from .gate import GateDecision, check_metric, gate, gate_modes, write_heldout_beir
 from .mining import MiningParams, MiningResult, mine_negatives
+from .mining_rules import DEFAULT_RULES
 from .queries import (
     SELF_SUPERVISED_KINDS,
     CollectionCatalog,
@@ -35,8 +36,8 @@ from .queries import (
     load_queries_file,
     queries_sha256,
     self_supervised_queries,
-    split_heldout,
 )
+from .split import split_queries
 
 __all__ = ["FinetuneResult", "finetune"]
 
@@ -56,6 +57,7 @@ class FinetuneResult:
     mined_file: Path
     train_stats: dict[str, Any]
     decision: GateDecision | None
+    dev_dir: Path | None = None  # the dev split as a BEIR folder, for `kret eval` while choosing settings
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +74,7 @@ class FinetuneResult:
             "mined_sha256": self.mining.sha256,
             "train": self.train_stats,
             "gate": None if self.decision is None else self.decision.as_dict(),
+            "dev_dataset": None if self.dev_dir is None else str(self.dev_dir),
         }
 
 
@@ -121,6 +124,12 @@ def finetune(
     strategy: str = "top",
     consistency_top_k: int | None = None,
     heldout_fraction: float = 0.1,
+    heldout_by: str = "doc",
+    dev_fraction: float = 0.1,
+    rules: Sequence[str] | None = None,
+    rescaled_max: float = 0.95,
+    gate_mode: str = "both",
+    run_gate: bool = True,
     max_queries: int | None = None,
     fit_cfg: FitConfig | None = None,
     loss: str | None = None,
@@ -135,24 +144,33 @@ def finetune(
     """Fine-tune ``collection``'s model with negatives mined from ``collection`` and gate the result.
 
     ``loss`` overrides ``fit_cfg.loss`` ("mnrl", or "gist" with the parent as guide). The gate's held-out
-    set is the ``heldout_fraction`` of the queries split off by document *before* mining, so none of it is
-    trained on. Returns what happened, including the gate's decision; ``kret reindex`` is left to the user.
+    set is the ``heldout_fraction`` of the queries split off by whole groups (``heldout_by``: doc, title or a
+    metadata key) *before* mining, so none of it is trained on, and a ``dev_fraction`` of the remaining groups
+    is set aside as a dev set for choosing hyper-parameters; no document of either group is mined as a
+    negative (``kret.trainer.split``). ``rules`` are the mining rules (default ``DEFAULT_RULES``);
+    ``gate_mode`` is dense, hybrid or both; ``run_gate=False`` registers the model without evaluating it. Returns what happened, including the gate's decision; ``kret reindex`` is left to the user.
     """
     cfg = fit_cfg or FitConfig()
     if loss is not None:
         cfg.loss = loss
     note = (lambda msg: progress(note=msg)) if progress else (lambda msg: None)
-    if cfg.loss == "gist" and n_negatives > 1 and not cfg.mini_batch_size:
-        # GISTEmbedLoss takes one hard negative per row; its cached variant takes n, and with a mini-batch
-        # as large as the batch it computes the same loss.
-        cfg.mini_batch_size = cfg.batch_size
-        note(
-            f"--loss gist with {n_negatives} negatives: using the cached GIST loss (mini-batch {cfg.batch_size})"
-        )
     cfg.validate()
+    rules = tuple(rules) if rules is not None else DEFAULT_RULES
     MiningParams(
-        mode, range_min, range_max, margin, n_negatives, strategy, consistency_top_k, seed
+        mode,
+        range_min,
+        range_max,
+        margin,
+        n_negatives,
+        strategy,
+        consistency_top_k,
+        seed,
+        rules,
+        rescaled_max,
     ).validate()
+    run_gate_modes = gate_modes(gate_mode)
+    if not 0 <= dev_fraction < 1:
+        raise UserInputError(f"--dev must be in [0, 1), got {dev_fraction}")
     qfile = Path(queries_file) if queries_file is not None else None
     evals = [Path(p) for p in eval_datasets]
     run_name = run_name or f"ft-{collection}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -183,10 +201,12 @@ def finetune(
         )
         state_path = run_dir / "queries.meta.json"
         heldout_path = run_dir / "heldout"  # BEIR folder, written with the split so a resume reuses it
+        dev_path = run_dir / "dev"
         if cfg.resume and mined_path.is_file() and q_path.is_file() and state_path.is_file():
             note(f"resuming: re-using the split and mined set saved in {run_dir}")
             train_q, heldout = _load_queries(q_path), _load_queries(h_path)
             qstats = json.loads(state_path.read_text(encoding="utf-8"))
+            n_dev = int(qstats.get("n_dev", 0))
             mined = MiningResult.load(mined_path)
         else:
             note(f"reading {collection!r}: {len(catalog)} chunks in {len(catalog.by_doc)} documents")
@@ -207,21 +227,40 @@ def finetune(
                 raise UserInputError(
                     f"only {len(queries)} usable training queries ({_counts(stats)}); need at least 2"
                 )
-            train_q, heldout = split_heldout(queries, heldout_fraction, seed)
+            split = split_queries(
+                queries,
+                catalog,
+                heldout_fraction=heldout_fraction,
+                dev_fraction=dev_fraction,
+                by=heldout_by,
+                seed=seed,
+            )
+            train_q, heldout, dev = split.train, split.heldout, split.dev
+            n_dev = len(dev)
             qstats = {
                 **stats.as_dict(),
                 "queries_sha256": queries_sha256(queries),
                 "n_queries": len(queries),
                 "n_train": len(train_q),
                 "n_heldout": len(heldout),
+                "n_dev": len(dev),
+                "split": {"by": heldout_by, "seed": seed, **split.counts},
                 "heldout_ids": [q.qid for q in heldout],
+                "dev_ids": [q.qid for q in dev],
             }
             if main:
                 _save_queries(q_path, train_q)
                 _save_queries(h_path, heldout)
+                _save_queries(run_dir / "dev.jsonl", dev)
                 if heldout:
                     write_heldout_beir(catalog, heldout, heldout_path, also_relevant=queries)
-            note(f"queries: {_counts(stats)}; {len(train_q)} train, {len(heldout)} held out")
+                if dev:
+                    write_heldout_beir(catalog, dev, dev_path, also_relevant=queries)
+            note(
+                f"queries: {_counts(stats)}; split by {heldout_by}: {len(train_q)} train, {len(dev)} dev, "
+                f"{len(heldout)} held out ({split.counts['groups_heldout']} of {split.counts['groups']} groups); "
+                f"{len(split.excluded_docs)} documents of held-out/dev groups are never negatives"
+            )
             opts = SearchOptions.from_settings(kr.settings, k=range_max, mode=mode)
             mined = mine_negatives(
                 searcher,
@@ -234,6 +273,9 @@ def finetune(
                 strategy=strategy,
                 consistency_top_k=consistency_top_k,
                 seed=seed,
+                rules=rules,
+                rescaled_max=rescaled_max,
+                exclude_docs=split.excluded_docs,
                 catalog=catalog,
                 options=opts,
                 progress=progress,
@@ -270,8 +312,10 @@ def finetune(
         "kind": "finetune",
         "collection": {"name": collection, "version": coll_version},
         "parent": {"name": parent.name, "fingerprint": parent.fingerprint, "source": parent.source},
-        "queries": {k: v for k, v in qstats.items() if k != "heldout_ids"},
+        "queries": {k: v for k, v in qstats.items() if k not in ("heldout_ids", "dev_ids")},
         "heldout_ids": qstats.get("heldout_ids", []),
+        "dev_ids": qstats.get("dev_ids", []),
+        "dev_dataset": str(dev_path) if n_dev else None,
         "mining": {"params": asdict(mined.params), "stats": mined.stats.as_dict()},
         "mined_file": str(mined_path),
         "mined_sha256": mined.sha256,
@@ -295,12 +339,15 @@ def finetune(
             force=force,
             collection=collection,
             out_dir=run_dir / "gate",
+            modes=run_gate_modes,
             progress=progress,
         )
-        if (heldout_dir is not None or evals or force)
+        if run_gate and (heldout_dir is not None or evals or force)
         else None
     )
-    if decision is None:
+    if decision is None and not run_gate:
+        note(f"--no-gate: {model.name} is registered, not evaluated and not promoted")
+    elif decision is None:
         note("no held-out queries and no --eval dataset: the gate did not run; the model was not promoted")
     return FinetuneResult(
         run_dir,
@@ -313,6 +360,7 @@ def finetune(
         mined_path,
         train_stats,
         decision,
+        dev_path if n_dev else None,
     )
 
 

@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 from kret.engine.models import ModelInfo
 from kret.errors import TrainingError, UserInputError
 
+from .memory import DEFAULT_MEMORY_GB, mini_batch_for, model_shape
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import datasets
 
@@ -45,6 +47,8 @@ __all__ = ["LOSSES", "FitConfig", "fit", "is_main_process", "world_size"]
 log = logging.getLogger(__name__)
 
 LOSSES = ("mnrl", "gist")
+PRECISIONS = ("auto", "fp32", "bf16")
+DEFAULT_TRAIN_SEQ_LENGTH = 256
 _NEGATIVE_RE = re.compile(r"^negative(?:_(\d+))?$")
 
 
@@ -53,9 +57,15 @@ class FitConfig:
     """Hyper-parameters of one training run; stored whole in the model's lineage."""
 
     batch_size: int = 32
-    mini_batch_size: int | None = (
-        None  # set -> cached loss variant (GradCache): big effective batch, small memory
-    )
+    # Texts per forward/backward of the cached (GradCache) loss: big effective batch, small memory. None =
+    # sized from the model, the training sequence length and ``memory_gb`` (kret.trainer.memory); the plain
+    # loss is used when the whole batch fits anyway. ``cached=False`` forces the plain loss.
+    mini_batch_size: int | None = None
+    cached: bool = True
+    memory_gb: float = DEFAULT_MEMORY_GB
+    # "auto": bf16 on GPUs that support it, fp16 on other GPUs, fp32 on CPU; "bf16" also on CPU (autocast);
+    # "fp32" everywhere. On CPU bf16 only pays with AVX512-BF16/AMX (bench/README.md, "Trainer memory").
+    precision: str = "auto"
     lr: float = 1e-5
     epochs: float = 1.0
     max_steps: int | None = None  # budget; overrides epochs
@@ -83,7 +93,9 @@ class FitConfig:
     torch_threads: int | None = None  # CPU intra-op threads; None = torch's default
     # Training-time truncation in tokens (None = the model's own limit). Cost grows with length, so this is
     # the knob for a CPU budget; the saved model keeps its own limit, so indexing still sees whole chunks.
-    max_seq_length: int | None = None
+    # 256 covers a question and a paragraph-sized passage (KorQuAD paragraphs: median ~200 tokens); a step at
+    # 512 costs more than twice as much and needs twice the activation memory.
+    max_seq_length: int | None = DEFAULT_TRAIN_SEQ_LENGTH
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -106,6 +118,12 @@ class FitConfig:
             raise UserInputError(f"unknown loss {self.loss!r}; expected one of {', '.join(LOSSES)}")
         if not 0 < self.temperature <= 1:
             raise UserInputError(f"temperature must be in (0, 1], got {self.temperature}")
+        if not self.memory_gb > 0:
+            raise UserInputError(f"memory budget must be > 0 GB, got {self.memory_gb}")
+        if self.precision not in PRECISIONS:
+            raise UserInputError(
+                f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}"
+            )
         if self.save_steps < 1:
             raise UserInputError("save_steps must be >= 1")
         if self.max_seq_length is not None and self.max_seq_length < 8:
@@ -200,11 +218,38 @@ def _newest_checkpoint(folder: Path) -> Path | None:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _build_loss(model: Any, base: ModelInfo, cfg: FitConfig, batch_size: int, device: str | None) -> Any:
+def resolve_mini_batch(
+    model: Any, cfg: FitConfig, batch_size: int, n_negative_columns: int = 0
+) -> tuple[int | None, dict[str, Any]]:
+    """The cached loss's mini-batch (None = the plain loss) and how it was chosen, for the lineage.
+
+    An explicit ``mini_batch_size`` wins. Otherwise, with ``cached``, the mini-batch is sized from the model's
+    shape, the training sequence length and ``memory_gb`` (``kret.trainer.memory``); when the whole batch
+    fits, the plain loss computes the same thing without GradCache's second forward pass.
+    """
+    seq_len = int(model.max_seq_length or 512)
+    shape = model_shape(model)
+    info: dict[str, Any] = {"memory_gb": cfg.memory_gb, "seq_len": seq_len, "parameters": shape.parameters}
+    if cfg.mini_batch_size:
+        info["how"] = "given"
+        return min(cfg.mini_batch_size, batch_size), info
+    # GISTEmbedLoss takes one hard negative per row; its cached variant takes n (same loss at any mini-batch).
+    gist_needs_cache = cfg.loss == "gist" and n_negative_columns > 1
+    if not cfg.cached and not gist_needs_cache:
+        info["how"] = "cache off"
+        return None, info
+    mini = mini_batch_for(shape, seq_len, batch_size, memory_gb=cfg.memory_gb, guide=cfg.loss == "gist")
+    info["how"] = "sized from the memory budget"
+    if mini >= batch_size and not gist_needs_cache:
+        info["how"] = "batch fits the memory budget: plain loss"
+        return None, info
+    return mini, info
+
+
+def _build_loss(model: Any, base: ModelInfo, cfg: FitConfig, mini: int | None, device: str | None) -> Any:
     from sentence_transformers.sentence_transformer import losses
 
     gather = world_size() > 1
-    mini = min(cfg.mini_batch_size, batch_size) if cfg.mini_batch_size else None
     if cfg.loss == "gist":
         from sentence_transformers import SentenceTransformer
 
@@ -252,9 +297,9 @@ def _model_dim(model: Any) -> int:
     return int(getter())
 
 
-def _loss_name(cfg: FitConfig) -> str:
+def _loss_name(cfg: FitConfig, mini: int | None) -> str:
     name = {"mnrl": "MultipleNegativesRankingLoss", "gist": "GISTEmbedLoss"}[cfg.loss]
-    if cfg.mini_batch_size:
+    if mini:
         name = "Cached" + name
     if cfg.matryoshka_dims:
         name = f"MatryoshkaLoss({name})"
@@ -363,7 +408,15 @@ def fit(
         log.warning("--resume: no checkpoint under %s, starting from step 0", ckpt_dir)
 
     cuda = torch.cuda.is_available()
-    bf16 = bool(cuda and torch.cuda.is_bf16_supported())
+    if cfg.precision == "fp32":
+        bf16 = False
+    elif cfg.precision == "bf16":
+        if cuda and not torch.cuda.is_bf16_supported():
+            raise UserInputError("--precision bf16: this GPU does not support bf16 (use auto for fp16)")
+        bf16 = True  # on CPU: torch.autocast(cpu, bfloat16) around the forward; weights stay fp32
+    else:
+        bf16 = bool(cuda and torch.cuda.is_bf16_supported())
+    fp16 = cuda and not bf16 and cfg.precision == "auto"
     effective_batch = batch_size * n_proc
     est_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * (n_rows // effective_batch or 1)))
     logging_steps = cfg.logging_steps or max(1, min(50, est_steps // 100))
@@ -377,6 +430,9 @@ def fit(
     if cfg.max_seq_length:
         model.max_seq_length = min(cfg.max_seq_length, model_max_length)
     columns = list(ds.column_names)
+    n_neg = sum(1 for c in columns if _NEGATIVE_RE.match(c))
+    mini, mini_info = resolve_mini_batch(model, cfg, batch_size, n_neg)
+    log.info("loss %s, mini-batch %s (%s)", _loss_name(cfg, mini), mini, mini_info["how"])
     args = SentenceTransformerTrainingArguments(
         output_dir=str(ckpt_dir),
         per_device_train_batch_size=batch_size,
@@ -387,7 +443,8 @@ def fit(
         warmup_steps=float(cfg.warmup_ratio),
         weight_decay=cfg.weight_decay,
         bf16=bf16,
-        fp16=cuda and not bf16,
+        fp16=fp16,
+        use_cpu=bf16 and not cuda,  # transformers asks for it to accept bf16 (autocast) on a CPU
         batch_sampler=BatchSamplers.NO_DUPLICATES,
         prompts=_column_prompts(columns, prompts) or None,
         save_strategy="steps",
@@ -406,7 +463,7 @@ def fit(
         ddp_find_unused_parameters=False,
     )
     # args.device is this process's own GPU under torchrun; the GIST guide must sit beside the model there.
-    loss = _build_loss(model, base, cfg, batch_size, str(args.device))
+    loss = _build_loss(model, base, cfg, mini, str(args.device))
     callbacks = [_progress_callback(progress, effective_batch)] if progress else []
     with _quiet_stderr(progress is not None):
         # The model-card callback draws a tqdm bar while the trainer is built; it would tear a rich display.
@@ -451,12 +508,14 @@ def fit(
         "loss_last": losses_seen[-1] if losses_seen else None,
         "loss_history": [[e["step"], round(float(e["loss"]), 5)] for e in state.log_history if "loss" in e],
         "device": str(args.device),
-        "precision": "bf16" if bf16 else "fp16" if cuda else "fp32",
+        "precision": "bf16" if bf16 else "fp16" if fp16 else "fp32",
         "processes": n_proc,
-        "loss_name": _loss_name(cfg),
+        "loss_name": _loss_name(cfg, mini),
         "batch_size": batch_size,
         "batch_capped": batch_capped,
         "effective_batch": effective_batch,
-        "mini_batch_size": min(cfg.mini_batch_size, batch_size) if cfg.mini_batch_size else None,
+        "mini_batch_size": mini,
+        "mini_batch": mini_info,
+        "max_seq_length": min(cfg.max_seq_length or model_max_length, model_max_length),
     }
     return final_dir, stats

@@ -6,6 +6,11 @@ collection. So the candidate must beat its parent on the held-out queries of the
 not be significantly worse on any general evaluation set given (catastrophic forgetting shows there first).
 ``force`` promotes anyway and says so in the recorded decision.
 
+The gate runs in one or several search modes (``modes``: dense, hybrid, or both, the default): a model that
+helps the dense branch can still change nothing once BM25 is fused in, and the user serves one of them. With
+several modes the candidate must win on the held-out set in *every* mode and lose significantly in none, on
+no evaluation set; every mode's paired delta, CI and p are reported.
+
 Both models are scored by ``evaluate_dataset``, i.e. through the real indexing and search pipeline; the
 parent's evaluation collections are cached by fingerprint, so repeated gates index them once.
 """
@@ -28,6 +33,14 @@ from .queries import CollectionCatalog, TrainQuery, normalize_text
 __all__ = ["GateDecision", "check_metric", "decide", "gate", "write_heldout_beir"]
 
 HELDOUT_NAME = "heldout"
+GATE_MODES = ("dense", "hybrid", "both")
+
+
+def gate_modes(mode: str) -> tuple[str, ...]:
+    """``both`` -> (dense, hybrid); a single mode -> itself."""
+    if mode not in GATE_MODES:
+        raise UserInputError(f"gate mode must be one of {', '.join(GATE_MODES)}, got {mode!r}")
+    return ("dense", "hybrid") if mode == "both" else (mode,)
 
 
 @dataclass
@@ -48,6 +61,7 @@ class GateResult:
     verdict_line: str
     parent_report: str | None = None
     candidate_report: str | None = None
+    mode: str | None = None
 
 
 @dataclass
@@ -65,7 +79,9 @@ class GateDecision:
 
     @property
     def verdict_lines(self) -> list[str]:
-        return [f"[{r.role}: {r.dataset}] {r.verdict_line}" for r in self.results]
+        return [
+            f"[{r.role}: {r.dataset}{', ' + r.mode if r.mode else ''}] {r.verdict_line}" for r in self.results
+        ]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -226,6 +242,7 @@ def gate(
     out_dir: Path | None = None,
     split: str = "test",
     mode: str | None = None,
+    modes: Sequence[str] | None = None,
     progress: Callable[..., None] | None = None,
 ) -> GateDecision:
     """Evaluate parent and candidate on every dataset, decide, record the decision, promote if it passed.
@@ -243,7 +260,8 @@ def gate(
         out_dir or (Path(heldout_dataset).parent if heldout_dataset else kr.settings.home / "runs")
     )
     out_dir.mkdir(parents=True, exist_ok=True)
-    overrides = {"mode": mode} if mode else {}
+    # ``modes`` (e.g. dense and hybrid) wins over ``mode``; neither = the settings' search mode only
+    run_modes: list[str | None] = list(modes) if modes else [mode]
     parent_spec = parent.source or parent.path
     datasets: list[tuple[str, Path]] = []
     if heldout_dataset is not None:
@@ -252,60 +270,81 @@ def gate(
 
     results: list[GateResult] = []
     comparisons: list[Comparison] = []
-    heldout_cmp: Comparison | None = None
-    eval_cmps: list[tuple[str, Comparison]] = []
+    per_mode: dict[str | None, tuple[Comparison | None, list[tuple[str, Comparison]]]] = {
+        m: (None, []) for m in run_modes
+    }
     evals_record: list[dict[str, Any]] = []
     for role, path in datasets:
-        if progress:
-            progress(note=f"gate: evaluating parent and candidate on {role} set {path.name}")
-        a = _evaluate(kr, path, parent_spec, split, overrides, progress)
-        b = _evaluate(kr, path, candidate.name, split, overrides, progress)
-        tag = f"{role}-{path.name}"
-        pa, pb = out_dir / f"{tag}.parent.json", out_dir / f"{tag}.candidate.json"
-        a.to_json(pa)
-        b.to_json(pb)
-        cmp = compare_reports(a, b, alpha=alpha, labels=(parent.name, candidate.name))
-        comparisons.append(cmp)
-        row = _row(cmp, metric)
-        results.append(
-            GateResult(
-                dataset=path.name,
-                role=role,
-                path=str(path),
-                metric=metric,
-                parent_mean=row.mean_a,
-                candidate_mean=row.mean_b,
-                delta=row.delta,
-                ci_low=row.ci_low,
-                ci_high=row.ci_high,
-                p_value=row.p_value,
-                verdict=row.verdict,
-                verdict_line=cmp.verdict_line(metric),
-                parent_report=str(pa),
-                candidate_report=str(pb),
+        for run_mode in run_modes:
+            overrides = {"mode": run_mode} if run_mode else {}
+            where = f"{role} set {path.name}" + (f", {run_mode}" if run_mode else "")
+            if progress:
+                progress(note=f"gate: evaluating parent and candidate on {where}")
+            a = _evaluate(kr, path, parent_spec, split, overrides, progress)
+            b = _evaluate(kr, path, candidate.name, split, overrides, progress)
+            tag = f"{role}-{path.name}" + (f".{run_mode}" if run_mode else "")
+            pa, pb = out_dir / f"{tag}.parent.json", out_dir / f"{tag}.candidate.json"
+            a.to_json(pa)
+            b.to_json(pb)
+            cmp = compare_reports(a, b, alpha=alpha, labels=(parent.name, candidate.name))
+            comparisons.append(cmp)
+            row = _row(cmp, metric)
+            results.append(
+                GateResult(
+                    dataset=path.name,
+                    role=role,
+                    path=str(path),
+                    metric=metric,
+                    parent_mean=row.mean_a,
+                    candidate_mean=row.mean_b,
+                    delta=row.delta,
+                    ci_low=row.ci_low,
+                    ci_high=row.ci_high,
+                    p_value=row.p_value,
+                    verdict=row.verdict,
+                    verdict_line=cmp.verdict_line(metric),
+                    parent_report=str(pa),
+                    candidate_report=str(pb),
+                    mode=run_mode or getattr(b, "mode", None),
+                )
             )
+            held, evs = per_mode[run_mode]
+            if role == "heldout":
+                per_mode[run_mode] = (cmp, evs)
+            else:
+                evs.append((path.name, cmp))
+            evals_record.append(
+                {
+                    "dataset": b.dataset.name,
+                    "role": role,
+                    "path": str(path),
+                    "split": b.dataset.split,
+                    "hash": b.dataset.hash,
+                    "n_queries": b.dataset.n_queries,
+                    "mode": b.mode,
+                    "metrics": {k: v.mean for k, v in b.metrics.items()},
+                    "parent_metrics": {k: v.mean for k, v in a.metrics.items()},
+                    "report": str(pb),
+                    "parent_report": str(pa),
+                    "verdict": cmp.verdict_line(metric),
+                }
+            )
+    verdicts = []
+    for run_mode, (held, evs) in per_mode.items():
+        ok, why = decide(held, evs, metric=metric, alpha=alpha, force=False)
+        verdicts.append((run_mode, ok, why))
+    if len(verdicts) == 1:
+        promoted, reason = verdicts[0][1], verdicts[0][2]
+    else:
+        promoted = all(ok for _, ok, _ in verdicts)
+        reason = "; ".join(f"{m}: {'pass' if ok else 'fail'} ({why})" for m, ok, why in verdicts)
+    if force:
+        reason = (
+            f"forced (--force); the gate passed anyway: {reason}"
+            if promoted
+            else f"forced (--force) although the gate failed: {reason}"
         )
-        if role == "heldout":
-            heldout_cmp = cmp
-        else:
-            eval_cmps.append((path.name, cmp))
-        evals_record.append(
-            {
-                "dataset": b.dataset.name,
-                "role": role,
-                "path": str(path),
-                "split": b.dataset.split,
-                "hash": b.dataset.hash,
-                "n_queries": b.dataset.n_queries,
-                "mode": b.mode,
-                "metrics": {k: v.mean for k, v in b.metrics.items()},
-                "parent_metrics": {k: v.mean for k, v in a.metrics.items()},
-                "report": str(pb),
-                "parent_report": str(pa),
-                "verdict": cmp.verdict_line(metric),
-            }
-        )
-    promoted, reason = decide(heldout_cmp, eval_cmps, metric=metric, alpha=alpha, force=force)
+        promoted = True
     decision = GateDecision(
         promoted=promoted,
         forced=force,

@@ -1,22 +1,24 @@
-"""Hard negatives mined from the engine's own index, with NV-Retriever's false-negative guard.
+"""Hard negatives mined from the engine's own index, behind false-negative guards that fit the model's scale.
 
 Negatives come from the normal search path (``Searcher.search_many``), so the model is trained against the
-mistakes it makes *as served* (same chunking, same prompts, same fusion). Each rule exists for a reason:
+mistakes it makes *as served* (same chunking, same prompts, same fusion). Fixed rules first, then the chosen
+guards from the registry ``kret.trainer.mining_rules`` (one module each, in the order given):
 
-* **range** ``[range_min, range_max]`` (1-based ranks of the served list): the very top ranks are where
-  unlabelled positives sit, so they are skipped ("skip the very top ranks", NV-Retriever);
-* **same document**: another chunk of the positive's own document is not a negative;
-* **margin** (TopK-PercPos): a candidate the model scores above ``margin`` x the positive's score is more
-  likely an unlabelled positive (or a duplicate of the positive) than a negative;
-* **ranking consistency** (KaLM, optional): a query whose positive is not even in the top ``k`` is likely
-  mislabelled, so it is dropped instead of being trained on.
+* **held out** (fixed): documents of the held-out and dev groups are never negatives (``exclude_docs``);
+* **same document** (fixed): another chunk of the positive's own document is not a negative;
+* **range** ``[range_min, range_max]`` (fixed; 1-based ranks of the served list): the very top ranks are
+  where unlabelled positives sit, so they are skipped ("skip the very top ranks", NV-Retriever);
+* **rules**: ``rescaled`` (the margin on the query's own random→positive scale), ``rank_guard`` (BM25 and
+  dense both rank it above the positive), ``margin`` (the raw TopK-PercPos margin), ``consistency`` (KaLM:
+  drop queries whose positive is not in the top k).
 
 Every rule counts what it removed (``MiningStats``): a candidate is counted by the first rule that removes
-it, in the order above after range/same-document, so the counts add up.
+it, so the counts add up.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
@@ -30,6 +32,7 @@ import numpy as np
 from kret.engine.search import SearchOptions
 from kret.errors import DatasetError, UserInputError
 
+from .mining_rules import DEFAULT_RULES, RULES, Candidate, QueryContext, build_rules
 from .queries import CollectionCatalog, TrainQuery
 
 __all__ = ["MiningParams", "MiningResult", "MiningStats", "mine_negatives"]
@@ -49,8 +52,25 @@ class MiningParams:
     strategy: str = "top"
     consistency_top_k: int | None = None
     seed: int = 0
+    rules: tuple[str, ...] = DEFAULT_RULES
+    rescaled_max: float = 0.95
+    random_sample: int = 64  # random passages whose mean score is a query's "unrelated" level
+
+    def __post_init__(self) -> None:
+        self.rules = tuple(self.rules)
+        if self.consistency_top_k is not None and "consistency" not in self.rules:
+            self.rules = (*self.rules, "consistency")  # --consistency-top-k K asks for the rule
 
     def validate(self) -> None:
+        bad = [r for r in self.rules if r not in RULES]
+        if bad:
+            raise UserInputError(
+                f"unknown mining rule {', '.join(bad)} (choose from {', '.join(sorted(RULES))})"
+            )
+        if not 0 < self.rescaled_max <= 10:
+            raise UserInputError(f"rescaled maximum must be in (0, 10], got {self.rescaled_max}")
+        if self.random_sample < 1:
+            raise UserInputError("the random sample needs at least 1 passage")
         if self.mode not in MODES:
             raise UserInputError(f"unknown mining mode {self.mode!r} (choose dense or hybrid)")
         if self.strategy not in STRATEGIES:
@@ -77,33 +97,68 @@ class MiningParams:
 class MiningStats:
     """Per-stage counts. Two identities hold (tested):
 
-    ``queries_in = dropped_no_positive + dropped_consistency + queries_short + queries_kept`` and
-    ``candidates_seen = removed_same_document + removed_range + removed_margin + not_selected
-    + kept_negatives + negatives_of_short_queries``.
+    ``queries_in = dropped_no_positive + sum(dropped_by_rule) + queries_short + queries_kept`` and
+    ``candidates_seen = removed_heldout + removed_same_document + removed_range + sum(removed_by_rule)
+    + not_selected + kept_negatives + negatives_of_short_queries``.
     """
 
     queries_in: int = 0
     dropped_no_positive: int = 0
-    dropped_consistency: int = 0
+    dropped_by_rule: dict[str, int] = field(default_factory=dict)
     candidates_seen: int = 0
+    removed_heldout: int = 0
     removed_same_document: int = 0
     removed_range: int = 0
-    removed_margin: int = 0
+    removed_by_rule: dict[str, int] = field(default_factory=dict)
     not_selected: int = 0
     kept_negatives: int = 0
     queries_short: int = 0  # fewer than n negatives survived: dropped (every row needs n negatives)
     negatives_of_short_queries: int = 0
     queries_kept: int = 0
+    # queries with at least one candidate a rule removed / all of whose in-range candidates the rules removed
+    queries_touched_by_rules: int = 0
+    queries_emptied_by_rules: int = 0
 
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+    @property
+    def removed_margin(self) -> int:
+        return self.removed_by_rule.get("margin", 0)
+
+    @property
+    def dropped_consistency(self) -> int:
+        return self.dropped_by_rule.get("consistency", 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["removed_margin"] = self.removed_margin  # the names of reports written before the registry
+        out["dropped_consistency"] = self.dropped_consistency
+        for name, n in self.removed_by_rule.items():
+            out[f"removed_rule_{name}"] = n
+        for name, n in self.dropped_by_rule.items():
+            out[f"dropped_rule_{name}"] = n
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MiningStats:
+        names = {f.name for f in dataclasses.fields(cls)}
+        stats = cls(**{k: v for k, v in data.items() if k in names})
+        if data.get("removed_margin") and "margin" not in stats.removed_by_rule:  # an older mined set
+            stats.removed_by_rule["margin"] = int(data["removed_margin"])
+        if data.get("dropped_consistency") and "consistency" not in stats.dropped_by_rule:
+            stats.dropped_by_rule["consistency"] = int(data["dropped_consistency"])
+        return stats
 
     def check(self) -> None:
-        q = self.dropped_no_positive + self.dropped_consistency + self.queries_short + self.queries_kept
+        q = (
+            self.dropped_no_positive
+            + sum(self.dropped_by_rule.values())
+            + self.queries_short
+            + self.queries_kept
+        )
         c = (
-            self.removed_same_document
+            self.removed_heldout
+            + self.removed_same_document
             + self.removed_range
-            + self.removed_margin
+            + sum(self.removed_by_rule.values())
             + self.not_selected
             + self.kept_negatives
             + self.negatives_of_short_queries
@@ -175,14 +230,30 @@ class MiningResult:
         stats, params = MiningStats(), MiningParams()
         if meta_path.is_file():
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            stats = MiningStats(**meta.get("stats", {}))
+            stats = MiningStats.from_dict(meta.get("stats", {}))
             params = MiningParams(**meta.get("params", {}))
         return cls(rows, stats, params, details, hashlib.sha256(data).hexdigest())
 
 
-def _threshold(pos_score: float, margin: float) -> float:
-    """``margin`` x the positive's score, generalised so a negative positive score still gives a bar below it."""
-    return pos_score - (1.0 - margin) * abs(pos_score)
+def _doc_ranks(hits: Sequence[Any]) -> dict[str, int]:
+    """Document id -> its best (1-based) rank in a hit list; a document's chunks share its best rank."""
+    out: dict[str, int] = {}
+    for h in hits:
+        out.setdefault(h.doc_id, h.rank)
+    return out
+
+
+def _random_levels(catalog: CollectionCatalog, qmat: np.ndarray, sample: int, seed: int) -> np.ndarray:
+    """Per query, the mean cosine of a seeded sample of random chunks: the query's "unrelated" score level."""
+    ids = sorted(catalog.chunks)
+    if not ids or not len(qmat):
+        return np.zeros(len(qmat), dtype=np.float32)
+    picked = random.Random(f"random-level:{seed}").sample(ids, min(sample, len(ids)))
+    vecs = catalog.vectors_for(picked)
+    if not vecs:
+        return np.zeros(len(qmat), dtype=np.float32)
+    mat = np.stack([vecs[i] for i in picked if i in vecs])
+    return (qmat @ mat.T).mean(axis=1)
 
 
 def mine_negatives(
@@ -197,39 +268,66 @@ def mine_negatives(
     strategy: str = "top",
     consistency_top_k: int | None = None,
     seed: int = 0,
+    rules: Sequence[str] | None = None,
+    rescaled_max: float = 0.95,
+    random_sample: int = 64,
+    exclude_docs: set[str] | frozenset[str] = frozenset(),
     catalog: CollectionCatalog | None = None,
     options: SearchOptions | None = None,
     progress: Callable[..., None] | None = None,
 ) -> MiningResult:
     """Mine ``n_negatives`` hard negatives per query from ``searcher``'s collection.
 
-    The margin guard always compares *dense* similarities (query embedding . chunk embedding, the cosine
-    the dense branch ranks by), also in hybrid mode: a hybrid hit's fused RRF score is rank-based and says
-    nothing about how close a candidate is to the positive. The positive's score is the query embedding
-    (``embedder.encode_queries``) against the positive passage's: the stored chunk vector (what
-    ``encode_passages`` produced at index time) or, for a passage that is not a stored chunk (inverse
-    cloze), a fresh ``encode_passages``. For a document-level positive, the positive passage is the
-    document's chunk with the highest score. Queries with fewer than ``n_negatives`` surviving candidates
-    are dropped (every row needs the same columns) and counted as ``queries_short``. ``strategy="sample"``
-    draws the n negatives at random among the survivors, seeded per query so the result does not depend
-    on the order of the queries.
+    Scores are *dense* similarities (query embedding . chunk embedding, the cosine the dense branch ranks
+    by), also in hybrid mode: a hybrid hit's fused score is rank-based and says nothing about how close a
+    candidate is to the positive. The positive's score is the query embedding against the positive passage's:
+    the stored chunk vector or, for a passage that is not a stored chunk (inverse cloze), a fresh
+    ``encode_passages``. For a document-level positive, the positive passage is the document's chunk with the
+    highest score. ``rules`` (default ``DEFAULT_RULES``) are applied in order after the fixed rules; the
+    rules' extra evidence (random-passage levels, separate dense and BM25 rankings) is computed only when a
+    chosen rule needs it. Documents in ``exclude_docs`` (held-out and dev groups) are never negatives.
+    Queries with fewer than ``n_negatives`` surviving candidates are dropped (every row needs the same
+    columns) and counted as ``queries_short``. ``strategy="sample"`` draws the n negatives at random among
+    the survivors, seeded per query so the result does not depend on the order of the queries.
     """
-    params = MiningParams(mode, range_min, range_max, margin, n_negatives, strategy, consistency_top_k, seed)
+    params = MiningParams(
+        mode,
+        range_min,
+        range_max,
+        margin,
+        n_negatives,
+        strategy,
+        consistency_top_k,
+        seed,
+        tuple(rules) if rules is not None else DEFAULT_RULES,
+        rescaled_max,
+        random_sample,
+    )
     params.validate()
+    chosen_rules = build_rules(params.rules, params)
+    needs = set().union(*(r.needs for r in chosen_rules)) if chosen_rules else set()
     catalog = catalog if catalog is not None else CollectionCatalog.from_store(searcher.collection.store)
     stats = MiningStats(queries_in=len(queries))
+    for r in chosen_rules:
+        (stats.dropped_by_rule if r.scope == "query" else stats.removed_by_rule)[r.name] = 0
     depth = max(range_max, consistency_top_k or 0)
     if options is None:
         opts = SearchOptions(k=depth, mode=mode, prefetch_k=max(100, depth))
     else:
         opts = SearchOptions(**{**options.__dict__, "k": depth, "mode": mode})
         opts.prefetch_k = max(opts.prefetch_k, depth)
+    branch_opts = {
+        b: SearchOptions(**{**opts.__dict__, "mode": b})
+        for b in ("dense", "sparse")
+        if b in needs and b != mode
+    }
 
     live = [q for q in queries if q.positive_doc_id in catalog.by_doc]
     stats.dropped_no_positive = len(queries) - len(live)
 
-    # 1. the served result lists and the query embeddings (the same encoder the search used)
+    # 1. the served result lists (and the branch lists a rule needs) and the query embeddings
     hits_per_query: list[list[Any]] = []
+    branch_hits: dict[str, list[list[Any]]] = {b: [] for b in branch_opts}
     qvecs: list[np.ndarray] = []
     if progress:
         progress(stage="mine", total=len(live))
@@ -237,10 +335,13 @@ def mine_negatives(
         batch = live[start : start + _SEARCH_BATCH]
         texts = [q.query for q in batch]
         hits_per_query.extend(searcher.search_many(texts, opts))
+        for b, bopts in branch_opts.items():
+            branch_hits[b].extend(searcher.search_many(texts, bopts))
         qvecs.append(np.asarray(searcher.embedder.encode_queries(texts), dtype=np.float32))
         if progress:
             progress(stage="mine", advance=len(batch))
     qmat = np.concatenate(qvecs) if qvecs else np.zeros((0, 1), dtype=np.float32)
+    random_levels = _random_levels(catalog, qmat, random_sample, seed) if "random" in needs else None
 
     # 2. dense vectors of every candidate and of every positive document's chunks, in one pass over the store
     wanted: set[str] = set()
@@ -266,11 +367,6 @@ def mine_negatives(
     for i, (q, hits) in enumerate(zip(live, hits_per_query, strict=True)):
         qv = qmat[i]
         doc_chunks = catalog.by_doc[q.positive_doc_id or ""]
-        if consistency_top_k is not None and not any(
-            h.doc_id == q.positive_doc_id for h in hits[:consistency_top_k]
-        ):
-            stats.dropped_consistency += 1
-            continue
         # the positive passage and its dense score
         if q.positive_chunk_id and q.positive_chunk_id in catalog.chunks:
             pos_chunk = catalog.chunks[q.positive_chunk_id]
@@ -287,25 +383,61 @@ def mine_negatives(
             stats.dropped_no_positive += 1
             continue
         pos_score = float(qv @ pos_vec)
-        bar = _threshold(pos_score, margin)
+        served = _doc_ranks(hits)
+        ctx = QueryContext(
+            qid=q.qid,
+            positive_doc_id=q.positive_doc_id or "",
+            pos_score=pos_score,
+            random_score=float(random_levels[i]) if random_levels is not None else None,
+            served_doc_ranks=served,
+            dense_rank=(_doc_ranks(branch_hits["dense"][i]) if "dense" in branch_hits else served)
+            if "dense" in needs
+            else None,
+            sparse_rank=(_doc_ranks(branch_hits["sparse"][i]) if "sparse" in branch_hits else served)
+            if "sparse" in needs
+            else None,
+        )
+        dropping = next((r for r in chosen_rules if r.scope == "query" and r.drop_query(ctx)), None)
+        if dropping is not None:
+            stats.dropped_by_rule[dropping.name] += 1
+            continue
         # the candidates, rule by rule
         eligible: list[tuple[int, str, float, str]] = []  # rank, chunk id, dense score, text
+        in_range = removed_here = 0
         for h in hits:
             stats.candidates_seen += 1
+            if h.doc_id in exclude_docs and h.doc_id != q.positive_doc_id:
+                stats.removed_heldout += 1
+                continue
             if h.doc_id == q.positive_doc_id:
                 stats.removed_same_document += 1
                 continue
             if not range_min <= h.rank <= range_max:
                 stats.removed_range += 1
                 continue
+            in_range += 1
             vec = vectors.get(h.chunk_id)
             dense = float(qv @ vec) if vec is not None else float("nan")
-            if not np.isfinite(dense) or dense > bar:
-                stats.removed_margin += 1
+            cand = Candidate(h.rank, h.chunk_id, h.doc_id, dense)
+            removing = next(
+                (
+                    r
+                    for r in chosen_rules
+                    if r.scope == "candidate" and not (np.isfinite(dense) and r.keep(ctx, cand))
+                ),
+                None,
+            )
+            if removing is not None:
+                stats.removed_by_rule[removing.name] += 1
+                removed_here += 1
                 continue
             record = catalog.chunks.get(h.chunk_id)
             text = record.embed_text if record is not None else h.text
             eligible.append((h.rank, h.chunk_id, dense, text))
+        if removed_here:
+            stats.queries_touched_by_rules += 1
+            if removed_here == in_range:
+                stats.queries_emptied_by_rules += 1
         if strategy == "top" or len(eligible) <= n_negatives:
             chosen = eligible[:n_negatives]
         else:
@@ -323,18 +455,18 @@ def mine_negatives(
         for j, (_, _, _, text) in enumerate(chosen, start=1):
             row[f"negative_{j}"] = text
         rows.append(row)
-        details.append(
-            {
-                "qid": q.qid,
-                "source": q.source,
-                "positive_doc_id": q.positive_doc_id,
-                "positive_chunk_id": pos_chunk.id,
-                "positive_score": round(pos_score, 6),
-                "negatives": [
-                    {"chunk_id": cid, "rank": rank, "score": round(score, 6)}
-                    for rank, cid, score, _ in chosen
-                ],
-            }
-        )
+        detail: dict[str, Any] = {
+            "qid": q.qid,
+            "source": q.source,
+            "positive_doc_id": q.positive_doc_id,
+            "positive_chunk_id": pos_chunk.id,
+            "positive_score": round(pos_score, 6),
+            "negatives": [
+                {"chunk_id": cid, "rank": rank, "score": round(score, 6)} for rank, cid, score, _ in chosen
+            ],
+        }
+        if ctx.random_score is not None:
+            detail["random_score"] = round(ctx.random_score, 6)
+        details.append(detail)
     stats.check()
     return MiningResult(rows, stats, params, details)

@@ -123,6 +123,7 @@ class ChunkRecord:
     title: str = ""
     heading: str = ""
     path: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)  # the document's metadata (JSONL extra fields...)
 
     @property
     def embed_text(self) -> str:
@@ -191,6 +192,7 @@ class CollectionCatalog:
                     title=str(pl.get("title", "") or ""),
                     heading=str(pl.get("heading", "") or ""),
                     path=str(pl.get("path", "") or ""),
+                    meta=dict(pl.get("meta") or {}),
                 )
             )
         return cls(records, store)

@@ -1,0 +1,95 @@
+"""How many texts one forward/backward pass may hold, so that a default training run fits a laptop.
+
+Training memory has two parts. The fixed part is the weights, their gradients and Adam's two moments
+(4 × 4 bytes per parameter in fp32; multilingual-e5-small's 118 M parameters, most of them the 250k-token
+embedding table, are already 1.9 GB), plus the frozen guide of the GIST loss and the runtime itself. The part
+that grows is the activations kept for the backward pass: per text, per layer, a few hidden-size and
+intermediate-size vectors per token and the attention maps (heads × length²). Without a cache that is
+``batch × texts per row`` sequences at once: batch 32 × (query, positive, 2 negatives) at 256 tokens peaked
+at 22.7 GB (issue 16). The cached (GradCache) loss embeds the whole batch without gradients, then back-props
+one mini-batch at a time, so only one mini-batch of activations is alive; the loss and its negatives are
+the same as without the cache.
+
+``mini_batch_for`` sizes that mini-batch from the model's shape, the training sequence length and a memory
+budget. The constants are an estimate calibrated on measured peaks (bench/README.md, "Trainer memory"), not a
+guarantee: the budget is a target, ``--mini-batch-size`` overrides it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["DEFAULT_MEMORY_GB", "ModelShape", "activation_bytes_per_text", "mini_batch_for", "model_shape"]
+
+DEFAULT_MEMORY_GB = 6.0
+# Python, torch, tokenizers, the dataset and allocator slack: measured ~1 GB RSS before the first step.
+RUNTIME_OVERHEAD_GB = 1.2
+# Saved activations per token per layer, in floats: ~10 hidden-size tensors (LayerNorms, residuals, the Q/K/V
+# and output projections, dropout masks), ~3 intermediate-size (FFN input, GELU, dropout) and ~3 attention
+# maps per head (scores, softmax, dropout) per key position.
+_HIDDEN_FACTOR = 10
+_INTERMEDIATE_FACTOR = 3
+_ATTENTION_FACTOR = 3
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    parameters: int
+    layers: int
+    hidden: int
+    intermediate: int
+    heads: int
+
+
+def model_shape(model: Any) -> ModelShape:
+    """The transformer's shape read from a SentenceTransformer (BERT/XLM-R-like config); safe defaults else."""
+    params = sum(p.numel() for p in model.parameters())
+    cfg = None
+    try:
+        cfg = model[0].auto_model.config
+    except (AttributeError, IndexError, KeyError, TypeError):
+        cfg = None
+    hidden = int(getattr(cfg, "hidden_size", 384) or 384)
+    return ModelShape(
+        parameters=int(params),
+        layers=int(getattr(cfg, "num_hidden_layers", 12) or 12),
+        hidden=hidden,
+        intermediate=int(getattr(cfg, "intermediate_size", 4 * hidden) or 4 * hidden),
+        heads=int(getattr(cfg, "num_attention_heads", 12) or 12),
+    )
+
+
+def activation_bytes_per_text(shape: ModelShape, seq_len: int, bytes_per_float: int = 4) -> int:
+    """Activations one text of ``seq_len`` tokens keeps for the backward pass (an estimate)."""
+    per_token_layer = (
+        _HIDDEN_FACTOR * shape.hidden
+        + _INTERMEDIATE_FACTOR * shape.intermediate
+        + _ATTENTION_FACTOR * shape.heads * seq_len
+    )
+    return shape.layers * seq_len * per_token_layer * bytes_per_float
+
+
+def fixed_bytes(shape: ModelShape, *, guide: bool = False) -> int:
+    """Weights + gradients + Adam moments (fp32), plus a frozen copy for a guided loss, plus the runtime."""
+    per_param = 16 + (4 if guide else 0)
+    return shape.parameters * per_param + int(RUNTIME_OVERHEAD_GB * 2**30)
+
+
+def mini_batch_for(
+    shape: ModelShape,
+    seq_len: int,
+    batch_size: int,
+    *,
+    memory_gb: float = DEFAULT_MEMORY_GB,
+    guide: bool = False,
+) -> int:
+    """The largest mini-batch (texts per forward/backward) whose activations fit what the budget leaves.
+
+    At least 1 (a budget smaller than the weights cannot be met by any mini-batch: the caller is told by the
+    estimate it logs), at most ``batch_size`` (a mini-batch as large as the batch is the plain loss).
+    """
+    free = memory_gb * 2**30 - fixed_bytes(shape, guide=guide)
+    per_text = activation_bytes_per_text(shape, seq_len)
+    n = int(free // per_text) if free > 0 else 1
+    return max(1, min(batch_size, n))
