@@ -70,13 +70,16 @@ def _cuts(text: str, limit: int) -> list[tuple[int, int]]:
     return spans
 
 
-def _iter_blocks(text: str, max_chars: int = MAX_SLICE_CHARS) -> Iterator[tuple[str, str, int, int]]:
+def _iter_blocks(text: str, max_chars: int | None = None) -> Iterator[tuple[str, str, int, int]]:
     """``("heading", title, 0, 0)`` and ``("para", body, start, end)`` in document order.
 
     Paragraphs are runs of non-blank lines; a heading line closes the paragraph before it. A paragraph that
     grows past ``max_chars`` is emitted in slices (at line ends; one over-long line at spaces), so the walk
-    holds at most one slice, never the whole text split into lines.
+    holds at most one slice, never the whole text split into lines. ``None`` reads ``MAX_SLICE_CHARS`` at
+    call time (not at import), so the slice size can be changed for a run or a test.
     """
+    if max_chars is None:
+        max_chars = MAX_SLICE_CHARS
     lines: list[str] = []
     chars = 0
     para_start = 0

@@ -174,7 +174,8 @@ def test_other_process_gets_index_in_use(tiny_kret, docs):
     assert "in use by another kret process" in r.stderr and "Traceback" not in r.stderr
     # listing does not fail on a busy collection: it says so
     assert listed.returncode == 0, listed.stderr
-    assert json.loads(listed.stdout) == [{"name": "default", "version": "v0001", "in_use": True}]
+    (row,) = json.loads(listed.stdout)
+    assert (row["name"], row["version"], row["in_use"]) == ("default", "v0001", True)
 
 
 def test_model_mismatch_is_refused(tiny_kret, tiny_model_dir, tmp_path, docs):

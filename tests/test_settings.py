@@ -32,7 +32,7 @@ def test_defaults(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     s = load_settings()
     assert s.home == tmp_path / "xdg" / "kret"
-    assert (s.model, s.collection, s.search_mode, s.fusion) == ("default", "default", "hybrid", "dbsf")
+    assert (s.model, s.collection, s.search_mode, s.fusion) == ("default", "default", "hybrid", None)
     assert (s.prefetch_k, s.rrf_k, s.chunk_overlap, s.chunk_tokens) == (100, 60, 64, None)
     assert s.qdrant_url is None and not s.server_mode
     assert (s.models_dir, s.collections_dir, s.cache_dir) == (
