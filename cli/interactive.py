@@ -272,7 +272,7 @@ def _describe_filter(flt: SearchFilter) -> str:
 _COMMANDS: dict[str, tuple[Callable[[Session, str], None], str]] = {
     "k": (Session.cmd_k, ":k N                 results per question"),
     "mode": (Session.cmd_mode, ":mode dense|sparse|hybrid"),
-    "fusion": (Session.cmd_fusion, ":fusion dbsf|rrf      how hybrid fuses its branches"),
+    "fusion": (Session.cmd_fusion, ":fusion dbsf|rrf|adaptive  how hybrid fuses its branches"),
     "prefetch": (Session.cmd_prefetch, ":prefetch N          candidates per branch before fusion"),
     "weights": (Session.cmd_weights, ":weights D S         RRF branch weights (dense, sparse)"),
     "where": (
