@@ -225,9 +225,10 @@ class EdgeStore(Store):
                 must.append(q.FieldCondition(key=c.key, match=q.MatchValue(c.value)))
         return q.Filter(must=must) if must else None
 
-    def doc_states(self) -> dict[str, DocState]:
+    def _states(self, kind: str) -> dict[str, DocState]:
+        """Markers of one kind (final ``doc`` or ``pending``) by document id."""
         out: dict[str, DocState] = {}
-        for rec in self._scroll([Condition("kind", "doc")], with_vectors=False, batch=2048):
+        for rec in self._scroll([Condition("kind", kind)], with_vectors=False, batch=2048):
             pl = rec.payload or {}
             out[pl["doc_id"]] = DocState(
                 pl["doc_id"],
@@ -237,6 +238,9 @@ class EdgeStore(Store):
                 pl.get("lex_len", 0),
             )
         return out
+
+    def doc_states(self) -> dict[str, DocState]:
+        return self._states("doc")
 
     def write_documents(self, writes: Sequence[DocumentWrite]) -> None:
         if not writes:
@@ -265,17 +269,7 @@ class EdgeStore(Store):
             )
 
     def pending_documents(self) -> dict[str, DocState]:
-        out: dict[str, DocState] = {}
-        for rec in self._scroll([Condition("kind", PENDING_KIND)], with_vectors=False, batch=2048):
-            pl = rec.payload or {}
-            out[pl["doc_id"]] = DocState(
-                pl["doc_id"],
-                pl.get("doc_hash", ""),
-                pl.get("path", ""),
-                pl.get("n_chunks", 0),
-                pl.get("lex_len", 0),
-            )
-        return out
+        return self._states(PENDING_KIND)
 
     def write_part(self, state: DocState, points: Sequence[StoredPoint]) -> None:
         # One operation: a part is there with its pending marker, or not at all.

@@ -103,15 +103,7 @@ def is_held(path: Path) -> bool:
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
         return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            return True
-        raise
-    finally:
-        os.close(fd)  # closing drops our probe lock
-    return False
+    return _probe_and_close(fd)
 
 
 def folder_in_use(path: Path) -> bool:
@@ -125,6 +117,11 @@ def folder_in_use(path: Path) -> bool:
         fd = os.open(wal, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError):
         return False
+    return _probe_and_close(fd)
+
+
+def _probe_and_close(fd: int) -> bool:
+    """Whether another process holds an exclusive flock on ``fd``'s file; closes ``fd`` (dropping our probe)."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
