@@ -282,8 +282,12 @@ def scenario_reindex_kills(work: Path, model: str, trials: int, docs: int, rng: 
         row.docs_lost += len(lost)
         if lost or state["partial"]:
             row.fail(f"trial {t} ({when}): {len(lost)} documents missing after recovery")
-        # reindex keeps the previous version for rollback by design; count only versions beyond that
+        # reindex keeps the previous version for rollback by design; count only versions beyond that (the
+        # killed run's partial version): it must be listed with the command that removes it, and gc must
+        # remove it
         row.orphans_after_recovery += max(state["orphans"] - 1, 0)
+        if state["orphans"] > 1 and not api.listed_with_command(home):
+            row.fail(f"trial {t}: orphan versions not listed with the command that removes them")
         api.gc(home)
         row.orphans_after_gc += inspect(home)["orphans"]
         shutil.rmtree(home, ignore_errors=True)

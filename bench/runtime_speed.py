@@ -231,13 +231,14 @@ def main() -> None:
         "load_before": os.getloadavg(),
         "args": {k: str(v) for k, v in vars(args).items()},
     }
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"runtime_speed-{time.strftime('%Y%m%d-%H%M%S')}.json"
     if not args.skip_engines:
         record["engines"] = phase_engines(args, home)
+        path.write_text(json.dumps(record, indent=2, ensure_ascii=False), encoding="utf-8")  # keep phase 1
     if not args.skip_cli:
         record["cli"] = phase_cli(args, home)
     record["load_after"] = os.getloadavg()
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"runtime_speed-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(record, indent=2, ensure_ascii=False), encoding="utf-8")
     if "engines" in record:
         print(

@@ -249,14 +249,27 @@ class Searcher:
         return self.search_many([query], opts, flt)[0]
 
     def search_many(
-        self, queries: Sequence[str], opts: SearchOptions | None = None, flt: SearchFilter | None = None
+        self,
+        queries: Sequence[str],
+        opts: SearchOptions | None = None,
+        flt: SearchFilter | None = None,
+        query_vectors: np.ndarray | None = None,
     ) -> list[list[Hit]]:
+        """Search many queries with one embedding call.
+
+        ``query_vectors`` (one row per query, from ``embedder.encode_queries``) lets a caller that searches the
+        same queries several times — mining asks the served mode and each branch — embed them only once.
+        """
         opts = self.options(opts)
         for q in queries:
             if not q or not q.strip():
                 raise EmptyQueryError("the query is empty")
+        if query_vectors is not None and len(query_vectors) != len(queries):
+            raise ValueError(f"{len(query_vectors)} query vectors for {len(queries)} queries")
         conds, exact = self._conditions(flt)
-        dense = self.embedder.encode_queries(list(queries)) if opts.mode != "sparse" else None
+        dense = None
+        if opts.mode != "sparse":
+            dense = query_vectors if query_vectors is not None else self.embedder.encode_queries(list(queries))
         out = []
         for i, q in enumerate(queries):
             sparse = self.encoder.encode_query(q) if opts.mode != "dense" else None

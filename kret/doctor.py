@@ -300,7 +300,10 @@ def check_runtime(
         "runtime",
         "CPU VNNI",
         OK if features["vnni"] else INFO,
-        "yes: int8 runs on VNNI" if features["vnni"] else "no (AVX512-VNNI/AVX-VNNI absent): int8 gains less",
+        "yes: int8 runs on VNNI"
+        if features["vnni"]
+        else "no (AVX512-VNNI/AVX-VNNI absent): int8 is slower than fp32 here (0.95x measured on AVX2, "
+        "bench/README.md section 6)",
     )
     if runtime is None:
         report.add(
@@ -317,6 +320,8 @@ def check_runtime(
         status, fix = PROBLEM, "pip install openvino  (or export KRET_RUNTIME=torch)"
     elif precision == "int8" and not nncf_version:
         status, fix = PROBLEM, "pip install nncf  (or export KRET_PRECISION=auto)"
+    elif precision == "int8" and not features["vnni"]:
+        status, fix = INFO, "export KRET_PRECISION=auto  (int8 without VNNI is slower than fp32)"
     report.add("runtime", "serving", status, detail, fix)
 
 

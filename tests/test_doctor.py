@@ -253,6 +253,15 @@ def test_runtime_problems_name_their_fix(monkeypatch, settings, kwargs, fix):
     assert serving.status == "problem" and fix in serving.fix
 
 
+def test_int8_without_vnni_suggests_auto(monkeypatch):
+    """Measured in bench/README.md section 6: on an AVX2-only CPU int8 runs at 0.95x fp32."""
+    settings = SimpleNamespace(runtime="openvino", precision="int8")
+    serving = _by(_runtime(settings, monkeypatch), "runtime", "serving")
+    assert serving.status == "info" and "KRET_PRECISION=auto" in serving.fix
+    with_vnni = _by(_runtime(settings, monkeypatch, flags={"avx512_vnni"}), "runtime", "serving")
+    assert with_vnni.status == "ok" and not with_vnni.fix
+
+
 def test_a_check_that_crashes_is_reported_not_raised(healthy, monkeypatch):
     def boom(settings, report):
         raise RuntimeError("disk on fire")

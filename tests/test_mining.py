@@ -548,3 +548,23 @@ def test_split_by_title_keeps_articles_together_and_sets_a_dev_slice(corpus, ope
     }
     with pytest.raises(UserInputError, match="metadata key"):
         split_queries(train_queries, catalog, heldout_fraction=0.3, by="no_such_key")
+
+
+def test_mining_embeds_each_query_once(opened, train_queries):
+    """Mining searches the served mode and each branch a rule needs; the queries are embedded once for all."""
+    searcher, _ = opened
+    embedder = searcher.embedder
+    encoded: list[int] = []
+    original = embedder.encode_queries
+
+    def counting(texts, *a, **kw):
+        encoded.append(len(texts))
+        return original(texts, *a, **kw)
+
+    queries = train_queries[:12]
+    embedder.encode_queries = counting
+    try:
+        _mine(opened, queries, range_min=1, range_max=10, n_negatives=1, rules=("rank_guard",), mode="hybrid")
+    finally:
+        del embedder.encode_queries
+    assert sum(encoded) == len(queries)

@@ -334,10 +334,11 @@ def mine_negatives(
     for start in range(0, len(live), _SEARCH_BATCH):
         batch = live[start : start + _SEARCH_BATCH]
         texts = [q.query for q in batch]
-        hits_per_query.extend(searcher.search_many(texts, opts))
+        vecs = np.asarray(searcher.embedder.encode_queries(texts), dtype=np.float32)  # once per query
+        hits_per_query.extend(searcher.search_many(texts, opts, query_vectors=vecs))
         for b, bopts in branch_opts.items():
-            branch_hits[b].extend(searcher.search_many(texts, bopts))
-        qvecs.append(np.asarray(searcher.embedder.encode_queries(texts), dtype=np.float32))
+            branch_hits[b].extend(searcher.search_many(texts, bopts, query_vectors=vecs))
+        qvecs.append(vecs)
         if progress:
             progress(stage="mine", advance=len(batch))
     qmat = np.concatenate(qvecs) if qvecs else np.zeros((0, 1), dtype=np.float32)
