@@ -269,7 +269,9 @@ class Searcher:
         conds, exact = self._conditions(flt)
         dense = None
         if opts.mode != "sparse":
-            dense = query_vectors if query_vectors is not None else self.embedder.encode_queries(list(queries))
+            dense = (
+                query_vectors if query_vectors is not None else self.embedder.encode_queries(list(queries))
+            )
         out = []
         for i, q in enumerate(queries):
             sparse = self.encoder.encode_query(q) if opts.mode != "dense" else None
