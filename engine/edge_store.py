@@ -252,12 +252,7 @@ class EdgeStore(Store):
             points.extend(w.points)
             points.append(marker_point(w))
         # Before the delete: a refused batch leaves these documents as they were.
-        _allocated, unbacked = diskspace.shard_usage(self.path)
-        diskspace.ensure_free(
-            self.path,
-            diskspace.required_for_batch(unbacked, diskspace.batch_bytes(points)),
-            f"write {len(writes)} document(s) into collection {self.name!r}",
-        )
+        self._ensure_room_for(points, f"write {len(writes)} document(s) into collection {self.name!r}")
         self._update(q.UpdateOperation.delete_points_by_filter(self._filter([Condition("doc_id", ids)])))
         self._upsert(points)
 
@@ -272,8 +267,21 @@ class EdgeStore(Store):
         return self._states(PENDING_KIND)
 
     def write_part(self, state: DocState, points: Sequence[StoredPoint]) -> None:
-        # One operation: a part is there with its pending marker, or not at all.
-        self._upsert([*points, state_point(state, PENDING_KIND)])
+        # One operation: a part is there with its pending marker, or not at all. A refused part leaves the
+        # parts already committed, so the next run resumes there.
+        batch = [*points, state_point(state, PENDING_KIND)]
+        self._ensure_room_for(
+            batch,
+            f"write part of {state.doc_id!r} into collection {self.name!r}",
+            outcome="the parts written before are kept and the next `kret index` resumes after them",
+        )
+        self._upsert(batch)
+
+    def _ensure_room_for(self, points: Sequence[StoredPoint], what: str, **kw: str) -> None:
+        """Refuse (DiskSpaceError) a write the disk cannot back: Edge's mmap'd files would SIGBUS instead."""
+        _allocated, unbacked = diskspace.shard_usage(self.path)
+        needed = diskspace.required_for_batch(unbacked, diskspace.batch_bytes(points))
+        diskspace.ensure_free(self.path, needed, what, **kw)
 
     def commit_parts(self, state: DocState) -> None:
         q = _edge()

@@ -146,6 +146,45 @@ def test_interrupted_large_document_is_invisible_then_resumes(folder, tiny_model
         assert np.allclose(p.sparse.values, q.sparse.values, atol=1e-6)
 
 
+def test_full_disk_between_parts_stops_with_one_line_and_resumes(
+    folder, tiny_model_dir, tmp_path, monkeypatch
+):
+    """A large document's parts are writes too: a disk that fills up between two parts is refused before
+    Edge's mmap'd files can SIGBUS, the parts already written stay, and the next run resumes after them."""
+    from kret.engine import diskspace
+    from kret.engine.edge_store import EdgeStore
+    from kret.errors import DiskSpaceError
+
+    kr = make_kret(tmp_path / "home", tiny_model_dir)
+    real_free = diskspace.free_bytes
+    parts = {"n": 0, "full": False}
+    original = EdgeStore.write_part
+
+    def write_part(self, state, points):
+        parts["full"] = parts["n"] == 2  # the third part finds the disk full
+        original(self, state, points)
+        parts["n"] += 1
+
+    monkeypatch.setattr(EdgeStore, "write_part", write_part)
+    monkeypatch.setattr(diskspace, "free_bytes", lambda path: 0 if parts["full"] else real_free(path))
+    with pytest.raises(DiskSpaceError) as err:
+        kr.index([folder])
+    assert "write part of" in str(err.value) and "resumes" in str(err.value)
+    assert parts["n"] == 2
+    parts["full"] = False
+    monkeypatch.setattr(diskspace, "free_bytes", real_free)
+    snap = snapshot(kr)
+    ((big_id, pending),) = snap["pending"].items()
+    assert len(snap["parts"]) == pending.n_chunks > 0
+    assert_complete_or_absent(kr, snap)
+
+    monkeypatch.setattr(EdgeStore, "write_part", original)
+    kr.index([folder])
+    done = snapshot(kr)
+    assert not done["pending"] and not done["parts"] and big_id in done["states"]
+    assert_complete_or_absent(kr, done)
+
+
 def test_stop_between_flip_and_marker_is_finished_without_embedding(
     folder, tiny_model_dir, tmp_path, monkeypatch
 ):
