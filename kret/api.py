@@ -153,6 +153,15 @@ class Kret:
             )
         return self._embedders[key]
 
+    def release_models(self) -> None:
+        """Drop the loaded serving models (a next call loads them again). Training calls this after mining:
+        the serving copy of the model (~0.5-1 GB with OpenVINO's compiled blobs) is not needed while the
+        torch copy trains, and the training memory budget does not count it."""
+        self._embedders.clear()
+        import gc
+
+        gc.collect()
+
     def _collection_embedder(self, coll: Collection, info: ModelInfo) -> Embedder:
         """The embedder on the collection's own runtime/precision; an explicit different one is refused."""
         check_serving(

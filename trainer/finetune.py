@@ -290,6 +290,8 @@ def finetune(
             heldout_dir = heldout_path
     finally:
         searcher.collection.close()
+    del searcher, catalog
+    kr.release_models()  # the serving copy of the parent is not needed while the torch copy trains
 
     if progress:
         progress(mining=mined)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from kret.engine.models import ModelInfo
 from kret.errors import TrainingError, UserInputError
 
-from .memory import DEFAULT_MEMORY_GB, mini_batch_for, model_shape
+from .memory import DEFAULT_MEMORY_GB, mini_batch_for, model_shape, resident_bytes
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import datasets
@@ -238,7 +238,12 @@ def resolve_mini_batch(
     if not cfg.cached and not gist_needs_cache:
         info["how"] = "cache off"
         return None, info
-    mini = mini_batch_for(shape, seq_len, batch_size, memory_gb=cfg.memory_gb, guide=cfg.loss == "gist")
+    resident = resident_bytes()
+    if resident is not None:
+        info["resident_gb_before"] = round(resident / 1e9, 2)
+    mini = mini_batch_for(
+        shape, seq_len, batch_size, memory_gb=cfg.memory_gb, guide=cfg.loss == "gist", resident=resident
+    )
     info["how"] = "sized from the memory budget"
     if mini >= batch_size and not gist_needs_cache:
         info["how"] = "batch fits the memory budget: plain loss"

@@ -20,9 +20,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DEFAULT_MEMORY_GB", "ModelShape", "activation_bytes_per_text", "mini_batch_for", "model_shape"]
+__all__ = [
+    "DEFAULT_MEMORY_GB",
+    "ModelShape",
+    "activation_bytes_per_text",
+    "mini_batch_for",
+    "model_shape",
+    "resident_bytes",
+]
 
 DEFAULT_MEMORY_GB = 6.0
+GB = 10**9  # budgets are decimal gigabytes (the issue's "6 GB"; /usr/bin/time prints KiB: x 1.024)
 # Python, torch, tokenizers, the dataset and allocator slack: measured 1.25-1.3 GB RSS before the first step
 # (kret train pretrain, e5-small, bench/README.md "Trainer memory").
 RUNTIME_OVERHEAD_GB = 1.3
@@ -74,10 +82,31 @@ def activation_bytes_per_text(shape: ModelShape, seq_len: int, bytes_per_float: 
     return int(shape.layers * seq_len * per_token_layer * bytes_per_float * _MEASURED_SCALE)
 
 
-def fixed_bytes(shape: ModelShape, *, guide: bool = False) -> int:
-    """Weights + gradients + Adam moments (fp32), plus a frozen copy for a guided loss, plus the runtime."""
-    per_param = 16 + (4 if guide else 0)
-    return shape.parameters * per_param + int(RUNTIME_OVERHEAD_GB * 2**30)
+def fixed_bytes(shape: ModelShape, *, guide: bool = False, resident: int | None = None) -> int:
+    """Weights + gradients + Adam moments (fp32), plus a frozen copy for a guided loss, plus the runtime.
+
+    ``resident`` is the process's RSS now, with the model to train already loaded: when given, it replaces
+    the runtime estimate and the weights, because a process that mined negatives first (serving model,
+    Kiwi, the collection's catalog) keeps more than a bare training process — the allocator does not hand
+    all of it back. Gradients and Adam's moments (12 bytes per parameter) come on top either way.
+    """
+    extra = 4 if guide else 0
+    estimate = shape.parameters * (16 + extra) + int(RUNTIME_OVERHEAD_GB * GB)
+    if resident is None:
+        return estimate
+    return max(estimate, resident + shape.parameters * (12 + extra))
+
+
+def resident_bytes() -> int | None:
+    """This process's resident set size (Linux ``/proc/self/status``), None where it cannot be read."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def mini_batch_for(
@@ -87,13 +116,14 @@ def mini_batch_for(
     *,
     memory_gb: float = DEFAULT_MEMORY_GB,
     guide: bool = False,
+    resident: int | None = None,
 ) -> int:
     """The largest mini-batch (texts per forward/backward) whose activations fit what the budget leaves.
 
     At least 1 (a budget smaller than the weights cannot be met by any mini-batch: the caller is told by the
     estimate it logs), at most ``batch_size`` (a mini-batch as large as the batch is the plain loss).
     """
-    free = memory_gb * 2**30 - fixed_bytes(shape, guide=guide)
+    free = memory_gb * GB - fixed_bytes(shape, guide=guide, resident=resident)
     per_text = activation_bytes_per_text(shape, seq_len)
     n = int(free // per_text) if free > 0 else 1
     return max(1, min(batch_size, n))
