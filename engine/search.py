@@ -265,7 +265,7 @@ class Searcher:
             if not q or not q.strip():
                 raise EmptyQueryError("the query is empty")
         if query_vectors is not None and len(query_vectors) != len(queries):
-            raise ValueError(f"{len(query_vectors)} query vectors for {len(queries)} queries")
+            raise UserInputError(f"{len(query_vectors)} query vectors for {len(queries)} queries")
         conds, exact = self._conditions(flt)
         dense = None
         if opts.mode != "sparse":
