@@ -209,6 +209,25 @@ def calibrate(cmd: list[str], home: Path) -> tuple[float, subprocess.CompletedPr
     return time.perf_counter() - t0, r
 
 
+def check_recovery(
+    row: Row, api: Api, home: Path, expected: set, label: str, *, kept_versions: int = 0
+) -> None:
+    """After a killed run and its recovery run: every document live and complete; the killed run's leftover
+    versions (beyond the ``kept_versions`` old ones kept for rollback) listed with the command that removes
+    them; and ``kret gc`` leaving none."""
+    state = inspect(home)
+    lost = expected - state["complete"]
+    row.docs_lost += len(lost)
+    if lost or state["partial"]:
+        row.fail(f"{label}: {len(lost)} documents missing after recovery")
+    leftovers = max(state["orphans"] - kept_versions, 0)
+    row.orphans_after_recovery += leftovers
+    if leftovers and not api.listed_with_command(home):
+        row.fail(f"{label}: orphan versions not listed with the command that removes them")
+    api.gc(home)
+    row.orphans_after_gc += inspect(home)["orphans"]
+
+
 # scenarios -------------------------------------------------------------------------------------------
 def scenario_index_kills(work: Path, model: str, trials: int, docs: int, rng: random.Random) -> Row:
     row = Row("kill -9 during `kret index`")
@@ -234,16 +253,7 @@ def scenario_index_kills(work: Path, model: str, trials: int, docs: int, rng: ra
         err = api.index(home, folder)
         if err:
             row.fail(f"trial {t} ({when}): recovery run failed: {err[:200]}")
-        state = inspect(home)
-        lost = expected - state["complete"]
-        row.docs_lost += len(lost)
-        if lost or state["partial"]:
-            row.fail(f"trial {t} ({when}): {len(lost)} documents missing after recovery")
-        row.orphans_after_recovery += state["orphans"]
-        if state["orphans"] and not api.listed_with_command(home):
-            row.fail(f"trial {t}: orphan versions not listed with the command that removes them")
-        api.gc(home)
-        row.orphans_after_gc += inspect(home)["orphans"]
+        check_recovery(row, api, home, expected, f"trial {t} ({when})")
         shutil.rmtree(home, ignore_errors=True)
     return row
 
@@ -277,19 +287,8 @@ def scenario_reindex_kills(work: Path, model: str, trials: int, docs: int, rng: 
         err = api.reindex(home)
         if err:
             row.fail(f"trial {t} ({when}): reindex after the kill failed: {err[:200]}")
-        state = inspect(home)
-        lost = expected - state["complete"]
-        row.docs_lost += len(lost)
-        if lost or state["partial"]:
-            row.fail(f"trial {t} ({when}): {len(lost)} documents missing after recovery")
-        # reindex keeps the previous version for rollback by design; count only versions beyond that (the
-        # killed run's partial version): it must be listed with the command that removes it, and gc must
-        # remove it
-        row.orphans_after_recovery += max(state["orphans"] - 1, 0)
-        if state["orphans"] > 1 and not api.listed_with_command(home):
-            row.fail(f"trial {t}: orphan versions not listed with the command that removes them")
-        api.gc(home)
-        row.orphans_after_gc += inspect(home)["orphans"]
+        # reindex keeps the previous version for rollback by design: only versions beyond it are leftovers
+        check_recovery(row, api, home, expected, f"trial {t} ({when})", kept_versions=1)
         shutil.rmtree(home, ignore_errors=True)
     return row
 
