@@ -415,3 +415,21 @@ def test_reliability_kill_during_index(fast_tmp, tiny_model_dir) -> None:
 def test_reliability_adversarial_cli(fast_tmp, tiny_model_dir) -> None:
     row = reliability.scenario_adversarial(fast_tmp, str(tiny_model_dir), names=("../x", "{outside}"))
     assert row.trials == 8 and row.failures == 0, row.notes
+
+
+def test_one_searcher_shared_by_threads_answers_each_query_with_its_own_hits(tiny_kret) -> None:
+    """The Python API behind a thread pool (``asyncio.to_thread(searcher.search, …)``, 32 at once in
+    bench/load_async.py): the OpenVINO embedder's shared infer request made concurrent searches fail or, with
+    equal shapes, rank with another query's vector."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    tiny_kret.index([REPO / "samples" / "ko"], collection="c")
+    searcher = tiny_kret.open("c")
+    try:
+        queries = ["김치", "한글의 역사", "연차 휴가는 며칠인가요?", "서울 인구", "세종대왕이 만든 글자", "태풍"]
+        expected = {q: [h.chunk_id for h in searcher.search(q)] for q in queries}
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(lambda q: (q, [h.chunk_id for h in searcher.search(q)]), queries * 8))
+        assert all(ids == expected[q] for q, ids in got)
+    finally:
+        searcher.collection.close()

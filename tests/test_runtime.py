@@ -53,6 +53,26 @@ def test_openvino_matches_torch_on_the_tiny_model(tiny_info, home):
         assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.parametrize("runtime", ["openvino", "torch"])
+def test_concurrent_encodes_from_threads_equal_sequential_ones(tiny_info, home, runtime):
+    """One embedder shared by threads (``asyncio.to_thread(searcher.search, …)``, a web server's workers):
+    OpenVINO's infer request and the tokenizer's truncation switch were shared state, so concurrent calls
+    got each other's outputs — a broadcasting error, or with equal shapes another query's vector."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    emb = _load(tiny_info, home, runtime=runtime, precision="fp32")
+    texts = [f"{i}번째 질문: " + "한강은 서울을 가로질러 흐른다. " * (i % 7 + 1) for i in range(48)]
+    texts += ["서울 " * 400]  # longer than the model's window: truncation must hold under concurrency too
+    expected = {t: emb.encode_queries([t])[0] for t in texts}
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(3):
+            got = list(pool.map(lambda t: emb.encode_queries([t])[0], texts))
+            counts = list(pool.map(lambda t: emb.count_tokens([t])[0], texts))
+            for t, vec in zip(texts, got, strict=True):
+                assert np.allclose(vec, expected[t], atol=1e-5), t[:20]
+            assert counts == emb.count_tokens(texts)
+
+
 def test_settings_runtime_precision_and_threads_alias():
     from kret.settings import load_settings
 

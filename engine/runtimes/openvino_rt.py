@@ -11,6 +11,7 @@ or AMX, fp32 elsewhere); ``fp32`` forces f32 inference; ``int8`` serves an NNCF-
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -76,6 +77,10 @@ class OpenVINOEmbedder(Embedder):
         self._output = self.compiled.output(0)
         self._names = {p.get_any_name() for p in self.compiled.inputs}
         self._request = self.compiled.create_infer_request()
+        # The request's output tensor is overwritten by the next infer: one call at a time runs it and pools
+        # its output, so threads sharing this embedder (a web server, ``asyncio.to_thread``) never read another
+        # call's hidden states. One request already uses every inference thread; a second would not be faster.
+        self._request_lock = threading.Lock()
 
     @property
     def serving(self) -> dict[str, Any]:
@@ -120,8 +125,9 @@ class OpenVINOEmbedder(Embedder):
     def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         feed = {"input_ids": ids, "attention_mask": mask}
         feed = {k: v for k, v in feed.items() if k in self._names} if self._names else feed
-        hidden = self._request.infer(feed)[self._output]
-        return self.spec.pool(np.asarray(hidden), mask)
+        with self._request_lock:
+            hidden = self._request.infer(feed)[self._output]
+            return self.spec.pool(np.asarray(hidden), mask)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         if not texts:

@@ -8,6 +8,7 @@ post-processor adds, truncated to the model's max length as sentence-transformer
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,6 +35,9 @@ class FolderTokenizer:
             raise ModelError(f"model {label or folder}: cannot read {path}: {exc}; {TORCH_HINT}") from None
         self.raw.no_padding()
         self.raw.no_truncation()
+        # encode_batch switches truncation on and off on the shared tokenizer: calls from several threads
+        # (one embedder behind a thread pool) must not see each other's switch.
+        self._lock = threading.Lock()
         self.max_length = max_length
         self.pad_id = self._pad_id(Path(folder))
 
@@ -52,21 +56,26 @@ class FolderTokenizer:
         return int(pad if pad is not None else 0)
 
     def ids(self, text: str, *, special: bool) -> list[int]:
-        return self.raw.encode(text, add_special_tokens=special).ids
+        with self._lock:
+            return self.raw.encode(text, add_special_tokens=special).ids
 
     def count(self, texts: Sequence[str]) -> list[int]:
-        return [len(e.ids) for e in self.raw.encode_batch(list(texts), add_special_tokens=False)]
+        with self._lock:
+            encs = self.raw.encode_batch(list(texts), add_special_tokens=False)
+        return [len(e.ids) for e in encs]
 
     def offsets(self, text: str) -> list[tuple[int, int]]:
-        return [tuple(o) for o in self.raw.encode(text, add_special_tokens=False).offsets]
+        with self._lock:
+            return [tuple(o) for o in self.raw.encode(text, add_special_tokens=False).offsets]
 
     def encode_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """input_ids and attention_mask [B, L], right-padded to the longest text, truncated to max_length."""
-        self.raw.enable_truncation(self.max_length)
-        try:
-            encs = self.raw.encode_batch(list(texts), add_special_tokens=True)
-        finally:
-            self.raw.no_truncation()
+        with self._lock:
+            self.raw.enable_truncation(self.max_length)
+            try:
+                encs = self.raw.encode_batch(list(texts), add_special_tokens=True)
+            finally:
+                self.raw.no_truncation()
         width = max((len(e.ids) for e in encs), default=1)
         ids = np.full((len(encs), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(encs), width), dtype=np.int64)
