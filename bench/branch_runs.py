@@ -31,7 +31,11 @@ def main() -> None:
     ap.add_argument("--dataset", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--depth", type=int, default=100)
-    ap.add_argument("--modes", default="dense,sparse")
+    ap.add_argument(
+        "--modes",
+        default="dense,sparse",
+        help="branches to save; 'dense-exact' = dense without HNSW (brute force)",
+    )
     args = ap.parse_args()
     modes = args.modes.split(",")
     ds = load_beir(args.dataset)
@@ -61,9 +65,10 @@ def main() -> None:
             t = time.perf_counter()
             for i in range(0, len(qids), 64):
                 batch = qids[i : i + 64]
-                for hits in searcher.search_many(
-                    [ds.queries[q] for q in batch], SearchOptions(k=args.depth, mode=mode)
-                ):
+                opts = SearchOptions(
+                    k=args.depth, mode=mode.removesuffix("-exact"), exact=mode.endswith("-exact")
+                )
+                for hits in searcher.search_many([ds.queries[q] for q in batch], opts):
                     runs[mode].append(
                         [
                             [h.chunk_id, (h.payload.get("meta") or {}).get("source_id", h.doc_id), h.score]

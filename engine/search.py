@@ -45,6 +45,9 @@ class SearchOptions:
     dense_weight: float = 1.0
     sparse_weight: float = 1.0
     fusion_params: tuple[tuple[str, float], ...] = ()
+    # Exact (brute-force) nearest neighbours instead of the HNSW graph: slower, no approximation; for
+    # measuring what HNSW costs in recall on a collection (bench/branch_runs.py ``dense-exact``).
+    exact: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> SearchOptions:
@@ -267,6 +270,7 @@ class Searcher:
         if query_vectors is not None and len(query_vectors) != len(queries):
             raise UserInputError(f"{len(query_vectors)} query vectors for {len(queries)} queries")
         conds, exact = self._conditions(flt)
+        exact = exact or opts.exact
         dense = None
         if opts.mode != "sparse":
             dense = (

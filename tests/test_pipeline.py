@@ -224,3 +224,27 @@ def test_hybrid_hits_carry_branch_scores(tiny_kret, docs):
     for h in hits:
         for b in h.branches.values():
             assert b.rank >= 1
+
+
+def test_exact_search_option_reaches_the_store(tiny_kret, docs, monkeypatch):
+    """``SearchOptions(exact=True)`` asks the store for brute-force neighbours (what bench/branch_runs.py's
+    ``dense-exact`` branch measures HNSW against); the default keeps the graph."""
+    from kret.engine.search import SearchOptions
+
+    tiny_kret.index([docs], collection="c")
+    searcher = tiny_kret.open("c")
+    seen = []
+    original = type(searcher.collection.store).query
+
+    def query(store, spec):
+        seen.append(spec.exact)
+        return original(store, spec)
+
+    monkeypatch.setattr(type(searcher.collection.store), "query", query)
+    try:
+        default = searcher.search("김치", SearchOptions(mode="dense"))
+        exact = searcher.search("김치", SearchOptions(mode="dense", exact=True))
+    finally:
+        searcher.collection.close()
+    assert seen == [False, True]
+    assert [h.chunk_id for h in exact] == [h.chunk_id for h in default]  # a small collection: the same hits
