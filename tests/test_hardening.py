@@ -426,7 +426,14 @@ def test_one_searcher_shared_by_threads_answers_each_query_with_its_own_hits(tin
     tiny_kret.index([REPO / "samples" / "ko"], collection="c")
     searcher = tiny_kret.open("c")
     try:
-        queries = ["김치", "한글의 역사", "연차 휴가는 며칠인가요?", "서울 인구", "세종대왕이 만든 글자", "태풍"]
+        queries = [
+            "김치",
+            "한글의 역사",
+            "연차 휴가는 며칠인가요?",
+            "서울 인구",
+            "세종대왕이 만든 글자",
+            "태풍",
+        ]
         expected = {q: [h.chunk_id for h in searcher.search(q)] for q in queries}
         with ThreadPoolExecutor(8) as pool:
             got = list(pool.map(lambda q: (q, [h.chunk_id for h in searcher.search(q)]), queries * 8))
