@@ -17,6 +17,7 @@ from kret.cli.common import ProgressView, console, get_kret, out, print_json
 from kret.cli.main import CONTEXT
 from kret.cli.train_cmd import budget_options, temperature_option, train
 from kret.errors import UserInputError
+from kret.trainer.losses import DEFAULT_LOSS, LOSSES, loss_help
 from kret.trainer.mining_rules import DEFAULT_RULES, RULES
 
 
@@ -211,7 +212,9 @@ def mining_table(stats: dict[str, Any], n: int) -> Table:
     show_default=True,
     help="Search mode(s) the gate compares in; with both, the candidate must win in each.",
 )
-@click.option("--loss", type=click.Choice(["mnrl", "gist"]), default="mnrl", show_default=True)
+@click.option(
+    "--loss", type=click.Choice(list(LOSSES)), default=DEFAULT_LOSS, show_default=True, help=loss_help()
+)
 @click.option("--batch-size", type=click.IntRange(2), default=32, show_default=True)
 @click.option(
     "--mini-batch-size", type=click.IntRange(1), help="Cached (GradCache) loss with this mini-batch."

@@ -13,6 +13,7 @@ from kret.cli.common import ProgressView, console, get_kret, print_json
 from kret.cli.main import CONTEXT
 from kret.cli.train_cmd import budget_options, temperature_option, train
 from kret.errors import UserInputError
+from kret.trainer.losses import DEFAULT_LOSS, LOSSES, loss_help
 
 
 def parse_mix(items: tuple[str, ...]) -> list[tuple[Path, float]]:
@@ -192,10 +193,10 @@ def pair_table(info: dict[str, Any]) -> Table:
 @click.option(
     "--loss",
     "loss_name",
-    type=click.Choice(["mnrl", "gist"]),
-    default="mnrl",
+    type=click.Choice(list(LOSSES)),
+    default=DEFAULT_LOSS,
     show_default=True,
-    help="mnrl: in-batch negatives; gist: the base model vetoes likely false negatives.",
+    help=loss_help(),
 )
 @click.option(
     "--mix",

@@ -154,12 +154,16 @@ class Kret:
         return self._embedders[key]
 
     def release_models(self) -> None:
-        """Drop the loaded serving models (a next call loads them again). Training calls this after mining:
-        the serving copy of the model (~0.5-1 GB with OpenVINO's compiled blobs) is not needed while the
-        torch copy trains, and the training memory budget does not count it."""
+        """Drop the loaded serving models and the shared Kiwi analyser (a next call loads them again).
+
+        Training calls this after mining: the serving copy of the model (~0.5-1 GB with OpenVINO's compiled
+        blobs) and Kiwi (~0.5 GB after its first analysis) are not needed while the torch copy trains."""
         self._embedders.clear()
         import gc
 
+        from kret.korean import release_kiwi
+
+        release_kiwi()
         gc.collect()
 
     def _collection_embedder(self, coll: Collection, info: ModelInfo) -> Embedder:

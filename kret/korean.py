@@ -41,3 +41,13 @@ def _build() -> Kiwi:
 def get_kiwi() -> Kiwi:
     with _lock:
         return _build()
+
+
+def release_kiwi() -> None:
+    """Forget the shared analyser (~0.5 GB resident after its first analysis); the next use builds it again.
+
+    For a process that is done with Korean analysis for a long while — fine-tuning after mining holds it
+    through hours of training otherwise. Objects already holding the analyser keep theirs alive.
+    """
+    with _lock:
+        _build.cache_clear()

@@ -421,15 +421,17 @@ def test_mini_batch_sizing_follows_length_and_budget():
 
 def test_mini_batch_counts_what_the_process_already_holds():
     """Fine-tuning mines first (serving model, Kiwi, catalog): measured 8.4 GB peak with the bare-process
-    estimate, because what mining left resident was not in the budget. The RSS at sizing time is."""
+    estimate, because what mining left resident was not in the budget. The RSS at sizing time is: what it
+    holds beyond a bare process (weights + interpreter) is charged on top of the estimate."""
     from kret.trainer.memory import ModelShape, mini_batch_for, resident_bytes
 
     e5_small = ModelShape(parameters=118_000_000, layers=12, hidden=384, intermediate=1536, heads=12)
     bare = mini_batch_for(e5_small, 256, 512, memory_gb=6)
-    lean = mini_batch_for(e5_small, 256, 512, memory_gb=6, resident=int(1.0 * 2**30))
-    after_mining = mini_batch_for(e5_small, 256, 512, memory_gb=6, resident=int(2.5 * 2**30))
+    lean = mini_batch_for(e5_small, 256, 512, memory_gb=6, resident=int(0.9e9))
+    mined = mini_batch_for(e5_small, 256, 512, memory_gb=6, resident=int(1.5e9))
+    after_much = mini_batch_for(e5_small, 256, 512, memory_gb=6, resident=int(2.5e9))
     assert lean == bare  # a lean process never gets more than the estimate allows
-    assert 1 <= after_mining < bare
+    assert 1 <= after_much < mined < bare  # every resident GB beyond a bare process shrinks the mini-batch
     rss = resident_bytes()
     assert rss is None or rss > 10 * 2**20
 
@@ -462,6 +464,27 @@ def test_default_fit_config_is_cached_and_truncated(tiny_kret, tiny_st, tmp_path
     )
     assert stats["loss_name"] == "CachedMultipleNegativesRankingLoss"
     assert stats["mini_batch_size"] < 8 and stats["max_seq_length"] == min(256, model.max_seq_length)
+
+
+@pytest.mark.parametrize("name", ["mnrl", "gist"])
+def test_every_registered_loss_builds_plain_and_cached(tiny_kret, tiny_st, name):
+    """A loss is one module plus one ``LOSSES`` entry: each builds in both forms under the name the lineage
+    records, and a guided loss's frozen guide is the base model."""
+    from kret.trainer.fit import FitConfig, _build_loss, _loss_name
+    from kret.trainer.losses import LOSSES
+
+    assert set(LOSSES) >= {"mnrl", "gist"}
+    base = tiny_kret.resolve_model()
+    cfg = FitConfig(loss=name)
+    for mini in (None, 4):
+        loss = _build_loss(fresh(tiny_st), base, cfg, mini, "cpu")
+        assert type(loss).__name__ == _loss_name(cfg, mini) == LOSSES[name].display_name(mini)
+        guide = getattr(loss, "guide", None)
+        assert (guide is not None) == LOSSES[name].guided
+        if guide is not None:
+            assert not any(p.requires_grad for p in guide.parameters())
+    with pytest.raises(UserInputError, match="mnrl"):
+        FitConfig(loss="infonce").validate()
 
 
 def test_bf16_autocast_on_cpu_trains_and_is_recorded(tiny_kret, tiny_st, tmp_path):

@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING, Any
 from kret.engine.models import ModelInfo
 from kret.errors import TrainingError, UserInputError
 
-from .memory import DEFAULT_MEMORY_GB, mini_batch_for, model_shape, resident_bytes
+from .losses import DEFAULT_LOSS, LOSSES, LossContext, get_loss
+from .memory import DEFAULT_MEMORY_GB, map_large_blocks, mini_batch_for, model_shape, resident_bytes
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import datasets
@@ -46,7 +47,6 @@ __all__ = ["LOSSES", "FitConfig", "fit", "is_main_process", "world_size"]
 
 log = logging.getLogger(__name__)
 
-LOSSES = ("mnrl", "gist")
 PRECISIONS = ("auto", "fp32", "bf16")
 DEFAULT_TRAIN_SEQ_LENGTH = 256
 _NEGATIVE_RE = re.compile(r"^negative(?:_(\d+))?$")
@@ -73,9 +73,7 @@ class FitConfig:
     matryoshka_dims: list[int] | None = (
         None  # e.g. [384, 256, 128, 64] -> MatryoshkaLoss around the base loss
     )
-    loss: str = (
-        "mnrl"  # "mnrl" (MultipleNegativesRankingLoss / Cached...) or "gist" (GISTEmbedLoss, guide = base)
-    )
+    loss: str = DEFAULT_LOSS  # a name in kret.trainer.losses.LOSSES
     seed: int = 0
     save_steps: int = 200
     resume: bool = False  # continue from the newest checkpoint in run_dir
@@ -114,8 +112,7 @@ class FitConfig:
             raise UserInputError("max_steps must be >= 1")
         if not 0 <= self.warmup_ratio < 1:
             raise UserInputError("warmup_ratio must be in [0, 1)")
-        if self.loss not in LOSSES:
-            raise UserInputError(f"unknown loss {self.loss!r}; expected one of {', '.join(LOSSES)}")
+        get_loss(self.loss)  # an unknown name is a UserInputError naming the registry's losses
         if not 0 < self.temperature <= 1:
             raise UserInputError(f"temperature must be in (0, 1], got {self.temperature}")
         if not self.memory_gb > 0:
@@ -233,57 +230,30 @@ def resolve_mini_batch(
     if cfg.mini_batch_size:
         info["how"] = "given"
         return min(cfg.mini_batch_size, batch_size), info
-    # GISTEmbedLoss takes one hard negative per row; its cached variant takes n (same loss at any mini-batch).
-    gist_needs_cache = cfg.loss == "gist" and n_negative_columns > 1
-    if not cfg.cached and not gist_needs_cache:
+    loss = get_loss(cfg.loss)
+    # e.g. GISTEmbedLoss takes one hard negative per row, its cached form any number (same loss at any mini-batch)
+    needs_cache = loss.needs_cache(n_negative_columns)
+    if not cfg.cached and not needs_cache:
         info["how"] = "cache off"
         return None, info
     resident = resident_bytes()
     if resident is not None:
         info["resident_gb_before"] = round(resident / 1e9, 2)
     mini = mini_batch_for(
-        shape, seq_len, batch_size, memory_gb=cfg.memory_gb, guide=cfg.loss == "gist", resident=resident
+        shape, seq_len, batch_size, memory_gb=cfg.memory_gb, guide=loss.guided, resident=resident
     )
     info["how"] = "sized from the memory budget"
-    if mini >= batch_size and not gist_needs_cache:
+    if mini >= batch_size and not needs_cache:
         info["how"] = "batch fits the memory budget: plain loss"
         return None, info
     return mini, info
 
 
 def _build_loss(model: Any, base: ModelInfo, cfg: FitConfig, mini: int | None, device: str | None) -> Any:
-    from sentence_transformers.sentence_transformer import losses
-
-    gather = world_size() > 1
-    if cfg.loss == "gist":
-        from sentence_transformers import SentenceTransformer
-
-        # The guide is the frozen starting point: it only vetoes in-batch negatives it finds too close to
-        # the positive (likely false negatives), so the model cannot drift into trusting them.
-        guide = SentenceTransformer(base.path, device=device, local_files_only=True)
-        guide.eval()
-        for p in guide.parameters():
-            p.requires_grad_(False)
-        if mini:
-            inner = losses.CachedGISTEmbedLoss(
-                model,
-                guide,
-                temperature=cfg.temperature,
-                mini_batch_size=mini,
-                gather_across_devices=gather,
-            )
-        else:
-            inner = losses.GISTEmbedLoss(
-                model, guide, temperature=cfg.temperature, gather_across_devices=gather
-            )
-    elif mini:
-        inner = losses.CachedMultipleNegativesRankingLoss(
-            model, scale=1 / cfg.temperature, mini_batch_size=mini, gather_across_devices=gather
-        )
-    else:
-        inner = losses.MultipleNegativesRankingLoss(
-            model, scale=1 / cfg.temperature, gather_across_devices=gather
-        )
+    ctx = LossContext(
+        base=base, temperature=cfg.temperature, mini_batch=mini, device=device, gather=world_size() > 1
+    )
+    inner = get_loss(cfg.loss).build(model, ctx)
     if not cfg.matryoshka_dims:
         return inner
     dims = sorted(cfg.matryoshka_dims, reverse=True)
@@ -294,6 +264,8 @@ def _build_loss(model: Any, base: ModelInfo, cfg: FitConfig, mini: int | None, d
     if cfg.matryoshka_weights is not None:
         by_dim = dict(zip(cfg.matryoshka_dims, cfg.matryoshka_weights, strict=True))
         weights = [by_dim[d] for d in dims]
+    from sentence_transformers.sentence_transformer import losses
+
     return losses.MatryoshkaLoss(model, inner, matryoshka_dims=dims, matryoshka_weights=weights)
 
 
@@ -303,9 +275,7 @@ def _model_dim(model: Any) -> int:
 
 
 def _loss_name(cfg: FitConfig, mini: int | None) -> str:
-    name = {"mnrl": "MultipleNegativesRankingLoss", "gist": "GISTEmbedLoss"}[cfg.loss]
-    if mini:
-        name = "Cached" + name
+    name = get_loss(cfg.loss).display_name(mini)
     if cfg.matryoshka_dims:
         name = f"MatryoshkaLoss({name})"
     return name
@@ -437,6 +407,8 @@ def fit(
     columns = list(ds.column_names)
     n_neg = sum(1 for c in columns if _NEGATIVE_RE.match(c))
     mini, mini_info = resolve_mini_batch(model, cfg, batch_size, n_neg)
+    if not cuda:
+        map_large_blocks()  # activations of changing sizes would fragment the C heap step after step
     log.info("loss %s, mini-batch %s (%s)", _loss_name(cfg, mini), mini, mini_info["how"])
     args = SentenceTransformerTrainingArguments(
         output_dir=str(ckpt_dir),

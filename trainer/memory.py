@@ -24,19 +24,26 @@ __all__ = [
     "DEFAULT_MEMORY_GB",
     "ModelShape",
     "activation_bytes_per_text",
+    "map_large_blocks",
     "mini_batch_for",
     "model_shape",
     "resident_bytes",
+    "trim_heap",
 ]
 
 DEFAULT_MEMORY_GB = 6.0
 GB = 10**9  # budgets are decimal gigabytes (the issue's "6 GB"; /usr/bin/time prints KiB: x 1.024)
-# Python, torch, tokenizers, the dataset and allocator slack: measured 1.25-1.3 GB RSS before the first step
-# (kret train pretrain, e5-small, bench/README.md "Trainer memory").
-RUNTIME_OVERHEAD_GB = 1.3
-# The layer-by-layer count below undercounts what torch really keeps: a measured step at 256 tokens grew by
-# ~0.24 GB per text against the 0.217 GB it predicts, so it is scaled up by this factor.
-_MEASURED_SCALE = 1.15
+# Python, torch, tokenizers and the dataset (1.25-1.3 GB RSS measured before the first step, kret train
+# pretrain, e5-small) plus what a step allocates beyond its activations (AdamW's multi-tensor temporaries,
+# allocator slack, ~0.3 GB). Fitted with the scale below on two fine-tuning peaks at 256 tokens: mini-batch 4
+# -> 4.87 GB, mini-batch 9 -> 6.51 GB (bench/README.md §2f, "Trainer memory").
+RUNTIME_OVERHEAD_GB = 1.6
+# What a bare training process holds besides the weights when the mini-batch is sized (interpreter, torch,
+# tokenizer, dataset): pretraining measured 0.96 GB resident with e5-small's 0.47 GB of weights loaded.
+BARE_PROCESS_GB = 0.5
+# The layer-by-layer count below undercounts what torch really keeps: fine-tuning peaks grew by ~0.28 GB per
+# text of the mini-batch at 256 tokens against the 0.217 GB it predicts, so it is scaled up by this factor.
+_MEASURED_SCALE = 1.3
 # Saved activations per token per layer, in floats: ~10 hidden-size tensors (LayerNorms, residuals, the Q/K/V
 # and output projections, dropout masks), ~3 intermediate-size (FFN input, GELU, dropout) and ~3 attention
 # maps per head (scores, softmax, dropout) per key position.
@@ -85,17 +92,19 @@ def activation_bytes_per_text(shape: ModelShape, seq_len: int, bytes_per_float: 
 def fixed_bytes(shape: ModelShape, *, guide: bool = False, resident: int | None = None) -> int:
     """Weights + gradients + Adam moments (fp32), plus a frozen copy for a guided loss, plus the runtime.
 
-    ``resident`` is the process's RSS now, with the model to train already loaded. When given, the fixed
-    part is the larger of the estimate and ``resident`` + gradients and Adam's moments (12 bytes per
-    parameter), because a process that mined negatives first (serving model, Kiwi, the collection's
-    catalog) can keep more than a bare training process — the allocator does not hand all of it back.
-    Measured: 1.51 GB resident after mining still left the estimate the larger (bench/README.md §2f).
+    ``resident`` is the process's RSS now, with the model to train already loaded. What it holds beyond a
+    bare training process (the model's weights and ``BARE_PROCESS_GB`` of interpreter, torch and tokenizer)
+    is charged on top of the estimate: a process that mined negatives first (serving model, Kiwi, the
+    collection's catalog) keeps more than a bare one — the allocator does not hand all of it back — and that
+    excess stays for the whole run. Measured: fine-tuning entered training with 1.51 GB resident against
+    pretraining's 0.96 GB and peaked ~1 GB higher at the same mini-batch (bench/README.md §2f).
     """
     extra = 4 if guide else 0
     estimate = shape.parameters * (16 + extra) + int(RUNTIME_OVERHEAD_GB * GB)
     if resident is None:
         return estimate
-    return max(estimate, resident + shape.parameters * (12 + extra))
+    bare = shape.parameters * (4 + extra) + int(BARE_PROCESS_GB * GB)
+    return estimate + max(0, resident - bare)
 
 
 def resident_bytes() -> int | None:
@@ -108,6 +117,47 @@ def resident_bytes() -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def _libc():
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return None
+    try:
+        return ctypes.CDLL(name)
+    except OSError:
+        return None
+
+
+def trim_heap() -> None:
+    """Hand the C heap's free pages back to the system (glibc ``malloc_trim``); a no-op elsewhere.
+
+    Freed tensors and the serving model's buffers go back to glibc's heap, not to the system, so the RSS a
+    mining phase reached stays resident through training unless the heap is trimmed.
+    """
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+def map_large_blocks() -> None:
+    """Serve every allocation of ``MMAP_THRESHOLD_BYTES`` or more with its own mapping (glibc ``mallopt``).
+
+    A training step allocates and frees activation tensors of a few MB whose sizes change with every
+    mini-batch's padded length. glibc's default threshold adapts upwards (to 32 MB) after the first such
+    free, so later ones come from the heap, where the changing sizes fragment it and RSS climbs from one
+    mini-batch to the next within a step. Mapped blocks go back to the system when freed. No-op elsewhere.
+    """
+    libc = _libc()
+    if libc is not None and hasattr(libc, "mallopt"):
+        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
 
 
 def mini_batch_for(
