@@ -167,6 +167,7 @@ class _Request:
 
 
 _STOP = object()
+_WORKER_PREFIX = "kret-retriever-"
 
 
 class _Handle:
@@ -195,7 +196,7 @@ class _Handle:
                 return None
             if self.thread is None:
                 self.thread = threading.Thread(
-                    target=self._run, name=f"kret-retriever-{self.collection}", daemon=True
+                    target=self._run, name=f"{_WORKER_PREFIX}{self.collection}", daemon=True
                 )
                 self.thread.start()
             self._queue.put(req)
@@ -399,13 +400,27 @@ class _Lease:
 
 @atexit.register
 def _close_all() -> None:
+    """At exit, close every open collection — and those already closing — and let each worker thread end.
+
+    A retriever released just before exit (garbage-collected when ``main`` returns) leaves its worker
+    closing the collection and dropping the model. Python stops a daemon thread that is still running when
+    finalisation starts by unwinding it, and an unwind through native frames (a C++ destructor that released
+    the GIL) aborts the process: "terminate called without an active exception", exit 134, after a run that
+    had finished its work (bench/load_async.py). So the workers are joined, not only waited for.
+    """
     with _REGISTRY_LOCK:
         handles = list(_HANDLES.values())
         _HANDLES.clear()
+        closing = list(_CLOSING.values())
     for h in handles:
         h.stop()
-    for h in handles:
-        h.closed.wait(5.0)
+    deadline = time.monotonic() + _CLOSE_TIMEOUT_S
+    for h in handles + closing:
+        h.closed.wait(max(0.0, deadline - time.monotonic()))
+    # every worker, also one that has left the registry and is only unwinding
+    for worker in threading.enumerate():
+        if worker.name.startswith(_WORKER_PREFIX) and worker is not threading.current_thread():
+            worker.join(max(0.0, deadline - time.monotonic()))
 
 
 # the retriever -------------------------------------------------------------------------------------------

@@ -440,3 +440,39 @@ def test_one_searcher_shared_by_threads_answers_each_query_with_its_own_hits(tin
         assert all(ids == expected[q] for q, ids in got)
     finally:
         searcher.collection.close()
+
+
+_EXIT_CHILD = """
+import gc, sys, time
+from pathlib import Path
+import kret.engine.edge_store as es
+close = es.EdgeStore.close
+def slow_close(self):
+    time.sleep(1.0)  # a collection that takes a moment to close (flush, a big shard)
+    close(self)
+    Path(sys.argv[2]).write_text("closed")
+es.EdgeStore.close = slow_close
+from kret.api import Kret
+retriever = Kret(home=sys.argv[1], model=sys.argv[3]).as_retriever(collection="c", k=2)
+retriever.invoke("김치")
+del retriever  # released: its worker closes the collection in the background
+gc.collect()
+"""
+
+
+def test_process_exit_waits_for_a_retriever_that_is_still_closing(tiny_kret, home, tiny_model_dir, fast_tmp):
+    """bench/load_async.py's retriever run aborted at exit ("terminate called without an active exception",
+    exit 134): a retriever released just before exit left its worker thread closing the collection while
+    the interpreter shut down, because the exit hook only waited for collections still open."""
+    pytest.importorskip("langchain_core")
+    tiny_kret.index([REPO / "samples" / "ko"], collection="c")
+    marker = fast_tmp / "closed"
+    r = subprocess.run(
+        [sys.executable, "-c", _EXIT_CHILD, str(home), str(marker), str(tiny_model_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "KRET_THREADS": "1"},
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert marker.is_file(), "the process exited before the retriever's collection was closed"
