@@ -26,7 +26,6 @@ from kret.errors import TrainingError, UserInputError
 
 from .fit import FitConfig, fit, is_main_process
 from .gate import GateDecision, check_metric, gate, gate_modes, write_heldout_beir
-from .memory import trim_heap
 from .mining import MiningParams, MiningResult, mine_negatives
 from .mining_rules import DEFAULT_RULES
 from .queries import (
@@ -293,7 +292,6 @@ def finetune(
         searcher.collection.close()
     del searcher, catalog
     kr.release_models()  # the serving copy of the parent is not needed while the torch copy trains
-    trim_heap()  # and what mining freed is returned to the system before the mini-batch is sized
 
     if progress:
         progress(mining=mined)

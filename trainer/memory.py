@@ -28,7 +28,6 @@ __all__ = [
     "mini_batch_for",
     "model_shape",
     "resident_bytes",
-    "trim_heap",
 ]
 
 DEFAULT_MEMORY_GB = 6.0
@@ -130,17 +129,6 @@ def _libc():
         return ctypes.CDLL(name)
     except OSError:
         return None
-
-
-def trim_heap() -> None:
-    """Hand the C heap's free pages back to the system (glibc ``malloc_trim``); a no-op elsewhere.
-
-    Freed tensors and the serving model's buffers go back to glibc's heap, not to the system, so the RSS a
-    mining phase reached stays resident through training unless the heap is trimmed.
-    """
-    libc = _libc()
-    if libc is not None and hasattr(libc, "malloc_trim"):
-        libc.malloc_trim(0)
 
 
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
