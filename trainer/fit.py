@@ -38,7 +38,7 @@ from kret.engine.models import ModelInfo
 from kret.errors import TrainingError, UserInputError
 
 from .losses import DEFAULT_LOSS, LOSSES, LossContext, get_loss
-from .memory import DEFAULT_MEMORY_GB, map_large_blocks, mini_batch_for, model_shape, resident_bytes
+from .memory import DEFAULT_MEMORY_GB, mini_batch_for, model_shape, resident_bytes
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import datasets
@@ -407,8 +407,6 @@ def fit(
     columns = list(ds.column_names)
     n_neg = sum(1 for c in columns if _NEGATIVE_RE.match(c))
     mini, mini_info = resolve_mini_batch(model, cfg, batch_size, n_neg)
-    if not cuda:
-        map_large_blocks()  # activations of changing sizes would fragment the C heap step after step
     log.info("loss %s, mini-batch %s (%s)", _loss_name(cfg, mini), mini, mini_info["how"])
     args = SentenceTransformerTrainingArguments(
         output_dir=str(ckpt_dir),

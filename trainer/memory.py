@@ -24,7 +24,6 @@ __all__ = [
     "DEFAULT_MEMORY_GB",
     "ModelShape",
     "activation_bytes_per_text",
-    "map_large_blocks",
     "mini_batch_for",
     "model_shape",
     "resident_bytes",
@@ -116,36 +115,6 @@ def resident_bytes() -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
-
-
-def _libc():
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if not name:
-        return None
-    try:
-        return ctypes.CDLL(name)
-    except OSError:
-        return None
-
-
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
-MMAP_THRESHOLD_BYTES = 1 << 20
-
-
-def map_large_blocks() -> None:
-    """Serve every allocation of ``MMAP_THRESHOLD_BYTES`` or more with its own mapping (glibc ``mallopt``).
-
-    A training step allocates and frees activation tensors of a few MB whose sizes change with every
-    mini-batch's padded length. glibc's default threshold adapts upwards (to 32 MB) after the first such
-    free, so later ones come from the heap, where the changing sizes fragment it and RSS climbs from one
-    mini-batch to the next within a step. Mapped blocks go back to the system when freed. No-op elsewhere.
-    """
-    libc = _libc()
-    if libc is not None and hasattr(libc, "mallopt"):
-        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
 
 
 def mini_batch_for(
