@@ -411,13 +411,11 @@ def _close_all() -> None:
     with _REGISTRY_LOCK:
         handles = list(_HANDLES.values())
         _HANDLES.clear()
-        closing = list(_CLOSING.values())
     for h in handles:
         h.stop()
     deadline = time.monotonic() + _CLOSE_TIMEOUT_S
-    for h in handles + closing:
-        h.closed.wait(max(0.0, deadline - time.monotonic()))
-    # every worker, also one that has left the registry and is only unwinding
+    # every worker — of the handles just stopped, of those already closing, of one only unwinding — sets its
+    # handle's ``closed`` before it ends, so joining the threads is all the waiting needed
     for worker in threading.enumerate():
         if worker.name.startswith(_WORKER_PREFIX) and worker is not threading.current_thread():
             worker.join(max(0.0, deadline - time.monotonic()))
