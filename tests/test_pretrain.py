@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from kret.errors import UserInputError
+from kret.trainer.losses import LOSSES
 
 TOPICS = [
     ("서울특별시", "대한민국의 수도이자 최대 도시이다. 한강이 도시를 가로지르며 조선 시대부터 수도였다."),
@@ -466,12 +467,11 @@ def test_default_fit_config_is_cached_and_truncated(tiny_kret, tiny_st, tmp_path
     assert stats["mini_batch_size"] < 8 and stats["max_seq_length"] == min(256, model.max_seq_length)
 
 
-@pytest.mark.parametrize("name", ["mnrl", "gist"])
+@pytest.mark.parametrize("name", sorted(LOSSES))
 def test_every_registered_loss_builds_plain_and_cached(tiny_kret, tiny_st, name):
     """A loss is one module plus one ``LOSSES`` entry: each builds in both forms under the name the lineage
     records, and a guided loss's frozen guide is the base model."""
     from kret.trainer.fit import FitConfig, _build_loss, _loss_name
-    from kret.trainer.losses import LOSSES
 
     assert set(LOSSES) >= {"mnrl", "gist"}
     base = tiny_kret.resolve_model()
