@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kret.engine.edge_store import EdgeStore
+from kret.engine.edge_store import OPTIMIZE_EVERY_POINTS, EdgeStore
 from kret.engine.store import Condition, DocumentWrite, QuerySpec
 from kret.engine.types import SparseVec
 
@@ -172,7 +172,7 @@ def build(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     synth = Synth()
     setup_s = time.perf_counter() - t0
-    store = EdgeStore(args.dir / "shard", "scale", create=True)
+    store = EdgeStore(args.dir / "shard", "scale", create=True, optimize_every=args.optimize_every or None)
     store.create(DIM, {"kret": "store_scale", "chunks": args.chunks})
     n_docs = args.chunks // CHUNKS_PER_DOC
     t_write = time.perf_counter()
@@ -205,6 +205,7 @@ def build(args: argparse.Namespace) -> None:
     report = {
         "step": "build",
         "chunks": n_docs * CHUNKS_PER_DOC,
+        "optimize_every": args.optimize_every,
         "documents": n_docs,
         "write_s": round(write_s, 1),
         "of_which_synthesis_s": round(gen_s, 1),
@@ -285,6 +286,12 @@ def main() -> None:
     b.add_argument("--chunks", type=int, default=1_000_000)
     b.add_argument("--dir", type=Path, required=True)
     b.add_argument("--batch-docs", type=int, default=256)
+    b.add_argument(
+        "--optimize-every",
+        type=int,
+        default=OPTIMIZE_EVERY_POINTS,
+        help="build the index every N points written, as kret does (0: only at the end, kret before 2026-12-02)",
+    )
     s = sub.add_parser("search")
     s.add_argument("--dir", type=Path, required=True)
     s.add_argument("--queries", type=int, default=300)

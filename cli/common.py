@@ -14,6 +14,9 @@ from rich.markup import escape
 
 from kret.errors import KretError
 
+# Every command's click context: -h as well as --help, help text up to 110 columns.
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+
 console = Console(stderr=True)
 out = Console()
 

@@ -9,13 +9,12 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from kret.cli.common import get_kret, out, print_json
-from kret.cli.main import CONTEXT, cli
+from kret.cli.common import CONTEXT, get_kret, out, print_json
 
 _STYLE = {"ok": "green", "info": "dim", "warn": "yellow", "problem": "bold red"}
 
 
-@cli.command("doctor", context_settings=CONTEXT)
+@click.command("doctor", context_settings=CONTEXT)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--no-verify", is_flag=True, help="Skip re-hashing the default model's weights (~1 s).")
 @click.pass_context

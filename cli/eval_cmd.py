@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from kret.cli.common import IndexProgress, console, get_kret, out
-from kret.cli.main import CONTEXT, cli
+from kret.cli.common import CONTEXT, IndexProgress, console, get_kret, out
 from kret.cli.options import search_options
 from kret.errors import UserInputError
 
@@ -31,7 +30,7 @@ def _parse_ks(text: str) -> list[int]:
     return ks
 
 
-@cli.group("eval", cls=_DefaultRun, context_settings=CONTEXT)
+@click.group("eval", cls=_DefaultRun, context_settings=CONTEXT)
 def eval_group() -> None:
     """Score retrieval end to end on a BEIR dataset (NDCG, Recall, Precision, MRR, MAP, Hit rate, F1).
 

@@ -6,13 +6,11 @@ import click
 from rich.table import Table
 
 from kret import __version__
-from kret.cli.common import IndexProgress, console, get_kret, out, print_json, run_cli
+from kret.cli.common import CONTEXT, IndexProgress, console, get_kret, out, print_json, run_cli
 from kret.cli.options import search_options
 from kret.engine.types import SearchFilter
 from kret.errors import StoreError, UserInputError
 from kret.indexer.loaders import source_types
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
 
 @click.group(context_settings=CONTEXT)
@@ -387,25 +385,25 @@ def gc(ctx, collection, evals) -> None:
         console.print(f"[yellow]skipped[/] {item}", highlight=False)
 
 
-def _register_optional_commands() -> None:
-    """Eval and train commands live in their own modules; they register themselves on the group."""
-    import importlib
+def register_commands() -> None:
+    """Add the commands that live in their own modules to the group (idempotent).
 
-    for mod in ("kret.cli.eval_cmd", "kret.cli.train_cmd", "kret.cli.doctor", "kret.cli.tune_cmd"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:
-                raise
+    Explicit, not an import side effect: the group's command list is written here, and importing a command
+    module changes nothing. ``main`` calls it before parsing.
+    """
+    from kret.cli.doctor import doctor
+    from kret.cli.eval_cmd import eval_group
+    from kret.cli.train_cmd import train
+    from kret.cli.tune_cmd import tune
+
+    for command in (eval_group, train, doctor, tune):
+        cli.add_command(command)
 
 
 def main() -> None:
-    _register_optional_commands()
+    register_commands()
     run_cli(cli)
 
 
 if __name__ == "__main__":
-    # Run through the importable module, so commands that register on `kret.cli.main.cli` find it.
-    from kret.cli.main import main as _main
-
-    _main()
+    main()

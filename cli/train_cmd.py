@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
-
 import click
 
-from kret.cli.main import CONTEXT, cli
+from kret.cli.common import CONTEXT
+from kret.cli.train_finetune_cmd import finetune_cmd
+from kret.cli.train_pretrain_cmd import pretrain_cmd
 
 
 class _TrainGroup(click.Group):
@@ -14,10 +14,12 @@ class _TrainGroup(click.Group):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta["kret.train.help"] = any(arg in ("-h", "--help") for arg in args)
+        if args and args[0] == "--mine-negatives":  # `kret train --mine-negatives ...`: the finetune command
+            args = ["finetune", *args]
         return super().parse_args(ctx, args)
 
 
-@cli.group("train", cls=_TrainGroup, context_settings=CONTEXT)
+@click.group("train", cls=_TrainGroup, context_settings=CONTEXT)
 @click.pass_context
 def train(ctx: click.Context) -> None:
     """Train new model versions; each lands in the registry with its lineage (`kret models list`).
@@ -39,58 +41,5 @@ def train(ctx: click.Context) -> None:
         )
 
 
-# Shared by both trainers: the loss temperature must match the base model's, whichever command trains it.
-temperature_option = click.option(
-    "--temperature",
-    type=click.FloatRange(0, 1, min_open=True),
-    default=0.01,
-    show_default=True,
-    help="InfoNCE temperature (MNRL scale = 1/T); e5 was trained at 0.01, sentence-transformers defaults to 0.05.",
-)
-
-
-def budget_options(fn):
-    """Training length, memory and precision options shared by both trainers (defaults fit a laptop)."""
-    from kret.trainer.fit import DEFAULT_TRAIN_SEQ_LENGTH, PRECISIONS
-    from kret.trainer.memory import DEFAULT_MEMORY_GB
-
-    options = [
-        click.option(
-            "--max-seq-length",
-            type=click.IntRange(8),
-            default=DEFAULT_TRAIN_SEQ_LENGTH,
-            show_default=True,
-            help="Truncate training texts to N tokens (the saved model keeps its own limit for indexing).",
-        ),
-        click.option(
-            "--memory-gb",
-            type=click.FloatRange(0.5),
-            default=DEFAULT_MEMORY_GB,
-            show_default=True,
-            help="Memory target the cached loss's mini-batch is sized for (ignored with --mini-batch-size).",
-        ),
-        click.option(
-            "--no-cache",
-            "no_cache",
-            is_flag=True,
-            help="Plain (uncached) loss: all activations of a batch at once; needs far more memory.",
-        ),
-        click.option(
-            "--precision",
-            type=click.Choice(PRECISIONS),
-            default="auto",
-            show_default=True,
-            help="auto: bf16/fp16 on GPU, fp32 on CPU; bf16: autocast also on CPU (pays only with AVX512-BF16/AMX).",
-        ),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
-
-
-for _mod in ("kret.cli.train_pretrain_cmd", "kret.cli.train_finetune_cmd"):
-    try:
-        importlib.import_module(_mod)
-    except ModuleNotFoundError as exc:  # a command module not written yet
-        if exc.name != _mod:
-            raise
+train.add_command(pretrain_cmd)
+train.add_command(finetune_cmd)

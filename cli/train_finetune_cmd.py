@@ -13,9 +13,8 @@ from typing import Any
 import click
 from rich.table import Table
 
-from kret.cli.common import ProgressView, console, get_kret, out, print_json
-from kret.cli.main import CONTEXT
-from kret.cli.train_cmd import budget_options, temperature_option, train
+from kret.cli.common import CONTEXT, ProgressView, console, get_kret, out, print_json
+from kret.cli.train_options import budget_options, temperature_option
 from kret.errors import UserInputError
 from kret.trainer.losses import DEFAULT_LOSS, LOSSES, loss_help
 from kret.trainer.mining_rules import DEFAULT_RULES, RULES
@@ -139,7 +138,7 @@ def mining_table(stats: dict[str, Any], n: int) -> Table:
     return table
 
 
-@train.command("finetune", context_settings=CONTEXT)
+@click.command("finetune", context_settings=CONTEXT)
 @click.option(
     "--mine-negatives", is_flag=True, help="Mine hard negatives from the collection (the method; implied)."
 )
@@ -398,16 +397,3 @@ def _print_result(result: Any) -> None:
 
 def _fmt(v: Any) -> str:
     return "—" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
-# `kret train --mine-negatives ...` is the spelling: forward it to `kret train finetune`.
-_parse_args = train.parse_args
-
-
-def _train_parse_args(ctx: click.Context, args: list[str]) -> list[str]:
-    if args and args[0] == "--mine-negatives":
-        args = ["finetune", *args]
-    return _parse_args(ctx, args)
-
-
-train.parse_args = _train_parse_args  # type: ignore[method-assign]

@@ -9,9 +9,8 @@ from typing import Any
 import click
 from rich.table import Table
 
-from kret.cli.common import ProgressView, console, get_kret, print_json
-from kret.cli.main import CONTEXT
-from kret.cli.train_cmd import budget_options, temperature_option, train
+from kret.cli.common import CONTEXT, ProgressView, console, get_kret, print_json
+from kret.cli.train_options import budget_options, temperature_option
 from kret.errors import UserInputError
 from kret.trainer.losses import DEFAULT_LOSS, LOSSES, loss_help
 
@@ -124,7 +123,7 @@ def pair_table(info: dict[str, Any]) -> Table:
     return table
 
 
-@train.command("pretrain", context_settings=CONTEXT)
+@click.command("pretrain", context_settings=CONTEXT)
 @click.option(
     "--wiki",
     required=True,

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import click
 
-from kret.cli.common import console, get_kret, out, print_json
-from kret.cli.main import CONTEXT, cli
+from kret.cli.common import CONTEXT, console, get_kret, out, print_json
 from kret.errors import UserInputError
 
 
-@cli.command(context_settings=CONTEXT)
+@click.command("tune", context_settings=CONTEXT)
 @click.option("-c", "--collection", help="Collection to calibrate (default: settings).")
 @click.option(
     "--queries",

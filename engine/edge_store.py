@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from kret.engine.store import (
     PART_KIND,
     PENDING_KIND,
     SPARSE,
+    VERSION_RE,
     Backend,
     Condition,
     DocState,
@@ -44,12 +44,12 @@ from kret.engine.store import (
     Store,
     manifest_point,
     marker_point,
+    next_version,
     state_point,
 )
 from kret.engine.types import SparseVec, StoredPoint
 from kret.errors import CollectionNotFoundError, IndexInUseError, StoreError, UserInputError
 
-_VERSION_RE = re.compile(r"^v(\d{4,})$")
 # What Qdrant Edge puts in a shard folder, and what kret puts in a collection folder: a folder holding
 # anything else was not made by kret, and rm/gc refuse to delete it.
 _SHARD_ENTRIES = frozenset({"edge_config.json", "segments", "wal"})
@@ -75,11 +75,27 @@ def _store_error(exc: Exception, path: Path) -> Exception:
     return StoreError(f"Qdrant Edge failed on {path}: {text}")
 
 
+# Points written between two index builds during a long write. Qdrant Edge has no background optimizer: until
+# ``optimize()`` every point sits in one appendable in-memory segment, so indexing memory grew with the
+# collection (9.2 GB RSS after writing 1M synthetic chunks, 16.6 GB in the final build: bench/README §11).
+# Building the index every this many points turns the appendable segment into indexed, memory-mapped ones.
+OPTIMIZE_EVERY_POINTS = 100_000
+
+
 class EdgeStore(Store):
-    def __init__(self, path: Path, name: str, *, create: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        name: str,
+        *,
+        create: bool = False,
+        optimize_every: int | None = OPTIMIZE_EVERY_POINTS,
+    ) -> None:
         self.path = path
         self.name = name
         self._shard = None
+        self.optimize_every = optimize_every  # None: build the index only in ``finalize``
+        self._unindexed = 0
         if not create:
             self._open()
 
@@ -150,6 +166,10 @@ class EdgeStore(Store):
                 _OPEN_HERE.discard(str(self.path.resolve()))
 
     def finalize(self) -> None:
+        self._build_index()
+        self._call("flush")
+
+    def _build_index(self) -> None:
         allocated, unbacked = diskspace.shard_usage(self.path)
         diskspace.ensure_free(
             self.path,
@@ -159,7 +179,7 @@ class EdgeStore(Store):
             "was not built (a reindex discards its new version)",
         )
         self._call("optimize")
-        self._call("flush")
+        self._unindexed = 0
 
     # manifest and documents ---------------------------------------------------------------------------
     def read_manifest(self) -> dict[str, Any]:
@@ -209,6 +229,9 @@ class EdgeStore(Store):
     def _upsert(self, points: Sequence[StoredPoint]) -> None:
         q = _edge()
         self._update(q.UpdateOperation.upsert_points([self._point(p) for p in points]))
+        self._unindexed += len(points)
+        if self.optimize_every is not None and self._unindexed >= self.optimize_every:
+            self._build_index()  # bounds the appendable segment, hence indexing memory (see OPTIMIZE_EVERY_POINTS)
 
     def _filter(self, conditions: Sequence[Condition]):
         q = _edge()
@@ -229,14 +252,8 @@ class EdgeStore(Store):
         """Markers of one kind (final ``doc`` or ``pending``) by document id."""
         out: dict[str, DocState] = {}
         for rec in self._scroll([Condition("kind", kind)], with_vectors=False, batch=2048):
-            pl = rec.payload or {}
-            out[pl["doc_id"]] = DocState(
-                pl["doc_id"],
-                pl.get("doc_hash", ""),
-                pl.get("path", ""),
-                pl.get("n_chunks", 0),
-                pl.get("lex_len", 0),
-            )
+            state = DocState.from_payload(rec.payload or {})
+            out[state.doc_id] = state
         return out
 
     def doc_states(self) -> dict[str, DocState]:
@@ -417,7 +434,7 @@ class EdgeBackend(Backend):
         return self.root / check_collection_name(name)
 
     def _version_dir(self, name: str, version: str) -> Path:
-        if not isinstance(version, str) or not _VERSION_RE.match(version):
+        if not isinstance(version, str) or not VERSION_RE.match(version):
             raise UserInputError(f"{version!r} is not a collection version (v0001, v0002, ...)")
         return self._dir(name) / version
 
@@ -504,7 +521,7 @@ class EdgeBackend(Backend):
             version = pointer.read_bytes().decode("ascii").strip()
         except UnicodeDecodeError:
             version = "\ufffd"
-        if version and not _VERSION_RE.match(version):
+        if version and not VERSION_RE.match(version):
             # Damage (or a foreign file): never follow it as a path, never decode garbage into a traceback.
             raise StoreError(
                 f"collection {name!r} is damaged: {pointer} should name a version like v0001; "
@@ -517,7 +534,7 @@ class EdgeBackend(Backend):
         if not d.is_dir():
             return []
         return sorted(
-            p.name for p in d.iterdir() if _VERSION_RE.match(p.name) and p.is_dir() and not p.is_symlink()
+            p.name for p in d.iterdir() if VERSION_RE.match(p.name) and p.is_dir() and not p.is_symlink()
         )
 
     def open_version(self, name: str, version: str) -> Store:
@@ -535,8 +552,7 @@ class EdgeBackend(Backend):
                 f"create a new version of collection {name!r}",
             )
             d.mkdir(parents=True, exist_ok=True)
-            numbers = [int(_VERSION_RE.match(v).group(1)) for v in self.versions(name)]
-            version = f"v{(max(numbers) + 1 if numbers else 1):04d}"
+            version = next_version(self.versions(name))
             lock = FileLock(self._build_lock_path(name, version))
             lock.acquire(wait_s=0, busy=f"version {version} of {name!r} is being built by another process")
             try:
@@ -597,9 +613,7 @@ class EdgeBackend(Backend):
             strange = sorted(
                 p.name
                 for p in d.iterdir()
-                if p.name != "CURRENT"
-                and not p.name.startswith(".CURRENT.")
-                and not _VERSION_RE.match(p.name)
+                if p.name != "CURRENT" and not p.name.startswith(".CURRENT.") and not VERSION_RE.match(p.name)
             )
             if strange:
                 raise UserInputError(

@@ -36,7 +36,7 @@ scored with.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,11 +47,10 @@ from kret.engine.collection import Collection
 from kret.engine.embedder import Embedder
 from kret.engine.sparse import KiwiBM25Encoder
 from kret.engine.store import PART_KIND, DocState, DocumentWrite, Store
-from kret.engine.types import StoredPoint
+from kret.engine.types import ProgressFn, StoredPoint
 from kret.indexer.chunker import Chunker
 from kret.indexer.document import Chunk, Document
 
-ProgressFn = Callable[..., None]
 WAVE_DOCS = 5000
 WAVE_CHUNKS = 20_000
 #: Default size of a large document's parts, in characters (~180k e5 tokens of Korean: about a minute of

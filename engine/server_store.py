@@ -18,11 +18,11 @@ import re
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import MISSING, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kret.engine.fusion import QdrantFusion
 from kret.engine.names import check_collection_name
+from kret.engine.server_errors import describe_client, one_line, translate_error
 from kret.engine.store import (
     DENSE,
     INTEGER_INDEXES,
@@ -31,6 +31,7 @@ from kret.engine.store import (
     PART_KIND,
     PENDING_KIND,
     SPARSE,
+    VERSION_RE,
     Backend,
     Condition,
     DocState,
@@ -40,89 +41,23 @@ from kret.engine.store import (
     Store,
     manifest_point,
     marker_point,
+    next_version,
     state_point,
 )
 from kret.engine.types import SparseVec, StoredPoint
-from kret.errors import CollectionNotFoundError, KretError, StoreError, UserInputError
+from kret.errors import CollectionNotFoundError, StoreError, UserInputError
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
 
     from kret.settings import Settings
 
-_VERSION_RE = re.compile(r"^v(\d{4,})$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 # Points per upsert request: keeps one request well under the server's request-size limit (32 MiB REST).
 _UPSERT_BATCH = 256
 # How long ``finalize`` waits for the background optimizer before leaving it to finish on its own.
 _FINALIZE_WAIT_S = 60.0
 _T = TypeVar("_T")
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _response_detail(exc: Any) -> str:
-    """The server's own error sentence, not the client's multi-line dump of the raw body."""
-    try:
-        body = json.loads(exc.content)
-        status = body.get("status") if isinstance(body, dict) else None
-        if isinstance(status, dict) and status.get("error"):
-            return str(status["error"])
-    except Exception:
-        pass
-    raw = getattr(exc, "content", b"")
-    return raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) else str(exc)
-
-
-def _translate(exc: Exception, where: str, missing: str) -> KretError:
-    """Turn whatever qdrant-client raised (REST, gRPC or local mode) into one readable kret error.
-
-    ``missing`` is the message for a collection that is not there, phrased by the caller who knows which
-    collection and version it asked for.
-    """
-    if isinstance(exc, KretError):
-        return exc
-    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
-
-    if isinstance(exc, UnexpectedResponse):
-        code = exc.status_code
-        detail = _one_line(_response_detail(exc))
-        if code == 404:
-            return CollectionNotFoundError(missing)
-        if code in (401, 403):
-            return StoreError(f"Qdrant at {where} refused access ({code}): check KRET_QDRANT_API_KEY")
-        return StoreError(f"Qdrant at {where} failed ({code}): {detail}")
-    if isinstance(exc, ResponseHandlingException):
-        return StoreError(f"cannot reach Qdrant at {where}: {_one_line(exc.source)}")
-    try:
-        import grpc
-    except ImportError:  # pragma: no cover - grpcio is a dependency of qdrant-client
-        grpc = None
-    if grpc is not None and isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
-        code = exc.code()
-        detail = _one_line(exc.details() if hasattr(exc, "details") else exc)
-        if code == grpc.StatusCode.NOT_FOUND:
-            return CollectionNotFoundError(missing)
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            return StoreError(f"cannot reach Qdrant at {where}: {detail}")
-        if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-            return StoreError(f"Qdrant at {where} refused access: check KRET_QDRANT_API_KEY")
-        return StoreError(f"Qdrant at {where} failed ({code.name}): {detail}")
-    try:
-        import httpx
-
-        if isinstance(exc, httpx.TransportError):
-            return StoreError(f"cannot reach Qdrant at {where}: {_one_line(exc)}")
-    except ImportError:  # pragma: no cover
-        pass
-    text = _one_line(exc)
-    # Local mode reports a missing collection as ValueError("Collection ... not found").
-    if isinstance(exc, ValueError) and re.search(r"collection .* not found", text, re.IGNORECASE):
-        return CollectionNotFoundError(missing)
-    return StoreError(f"Qdrant at {where} failed: {text or type(exc).__name__}")
 
 
 def _warn_if_incompatible(client: QdrantClient, url: str) -> None:
@@ -145,28 +80,6 @@ def _warn_if_incompatible(client: QdrantClient, url: str) -> None:
         )
 
 
-def _describe(client: QdrantClient) -> str:
-    """Where a client points, for error messages (never the API key)."""
-    opts = getattr(client, "init_options", None) or {}
-    for key in ("url", "location", "path", "host"):
-        if opts.get(key):
-            return str(opts[key])
-    return "the Qdrant server"
-
-
-def _doc_state(payload: dict[str, Any]) -> DocState:
-    """Build a DocState from a marker payload, tolerant of markers written before a field existed."""
-    values: dict[str, Any] = {}
-    for f in fields(DocState):
-        if f.name in payload:
-            values[f.name] = payload[f.name]
-        elif f.default is not MISSING:
-            values[f.name] = f.default
-        else:
-            values[f.name] = "" if f.type in ("str", str) else 0
-    return DocState(**values)
-
-
 class ServerStore(Store):
     """One version of one collection: a single Qdrant collection addressed by its real name, never the
     alias, so a store opened on a version keeps reading it even while another version is activated."""
@@ -187,7 +100,7 @@ class ServerStore(Store):
         self.collection = collection
         self.name = name
         self.version = version
-        self.where = where or _describe(client)
+        self.where = where or describe_client(client)
         self._shard_number = shard_number
         self._replication_factor = replication_factor
         self._write_consistency_factor = write_consistency_factor
@@ -203,7 +116,7 @@ class ServerStore(Store):
                 f"collection {self.name!r} version {self.version} does not exist on Qdrant at {self.where} "
                 "(dropped, or never created?)"
             )
-            raise _translate(exc, self.where, missing) from None
+            raise translate_error(exc, self.where, missing) from None
 
     def _filter(self, conditions: Sequence[Condition]) -> Any:
         from pydantic import ValidationError
@@ -326,7 +239,7 @@ class ServerStore(Store):
     def doc_states(self) -> dict[str, DocState]:
         out: dict[str, DocState] = {}
         for rec in self._scroll([Condition("kind", "doc")], with_vectors=False, batch=2048):
-            state = _doc_state(rec.payload or {})
+            state = DocState.from_payload(rec.payload or {})
             out[state.doc_id] = state
         return out
 
@@ -366,7 +279,7 @@ class ServerStore(Store):
     def pending_documents(self) -> dict[str, DocState]:
         out: dict[str, DocState] = {}
         for rec in self._scroll([Condition("kind", PENDING_KIND)], with_vectors=False, batch=2048):
-            state = _doc_state(rec.payload or {})
+            state = DocState.from_payload(rec.payload or {})
             out[state.doc_id] = state
         return out
 
@@ -540,7 +453,7 @@ class ServerBackend(Backend):
         self.shard_number = shard_number
         self.replication_factor = replication_factor
         self.write_consistency_factor = write_consistency_factor
-        self.where = where or _describe(client)
+        self.where = where or describe_client(client)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, prefix: str = "kret") -> ServerBackend:
@@ -566,7 +479,7 @@ class ServerBackend(Backend):
                     check_compatibility=False,
                 )
             except Exception as exc:
-                raise StoreError(f"cannot connect to Qdrant at {url}: {_one_line(exc)}") from None
+                raise StoreError(f"cannot connect to Qdrant at {url}: {one_line(exc)}") from None
         backend = cls(
             client,
             prefix=prefix,
@@ -579,7 +492,7 @@ class ServerBackend(Backend):
             client.get_collections()
         except Exception as exc:
             client.close()
-            err = _translate(
+            err = translate_error(
                 exc, url, f"cannot reach Qdrant at {url}: it answered 'not found' (is it a Qdrant server?)"
             )
             raise (StoreError(str(err)) if isinstance(err, CollectionNotFoundError) else err) from None
@@ -597,7 +510,7 @@ class ServerBackend(Backend):
         return f"{self.prefix}_{name}"
 
     def _collection(self, name: str, version: str) -> str:
-        if not _VERSION_RE.match(version):
+        if not VERSION_RE.match(version):
             raise UserInputError(f"{version!r} is not a collection version (v0001, v0002, ...)")
         return f"{self._alias(name)}__{version}"
 
@@ -605,7 +518,7 @@ class ServerBackend(Backend):
         try:
             return fn(self.client)
         except Exception as exc:
-            raise _translate(exc, self.where, missing) from None
+            raise translate_error(exc, self.where, missing) from None
 
     def _aliases(self) -> dict[str, str]:
         resp = self._call(lambda c: c.get_aliases())
@@ -614,7 +527,7 @@ class ServerBackend(Backend):
     def _version_of(self, alias: str, target: str) -> str | None:
         """The version an alias points at, or None when the alias is not one of ours."""
         head = f"{alias}__"
-        if target.startswith(head) and _VERSION_RE.match(target[len(head) :]):
+        if target.startswith(head) and VERSION_RE.match(target[len(head) :]):
             return target[len(head) :]
         return None
 
@@ -636,7 +549,7 @@ class ServerBackend(Backend):
             if (
                 sep
                 and base.startswith(head)
-                and _VERSION_RE.match(version)
+                and VERSION_RE.match(version)
                 and _NAME_RE.match(base[len(head) :])
             ):
                 names.add(base[len(head) :])
@@ -672,8 +585,7 @@ class ServerBackend(Backend):
         return self._store(name, version)
 
     def new_version(self, name: str) -> tuple[str, Store]:
-        numbers = [int(_VERSION_RE.match(v).group(1)) for v in self.versions(name)]
-        version = f"v{(max(numbers) + 1 if numbers else 1):04d}"
+        version = next_version(self.versions(name))
         return version, self._store(name, version)
 
     def activate(self, name: str, version: str) -> None:

@@ -13,7 +13,7 @@ This is Lucene's BM25 without the constant factor ``(k1 + 1)``, exactly what ``b
 per occurrence, so a term written twice in the query weighs twice: ``qtf`` reproduces that.
 
 IDF as Qdrant Edge 0.9.0 computes it (measured against brute force, equal to float32 precision; pinned by
-``tests/test_sparse.py``)::
+``tests/engine/test_sparse.py``)::
 
     idf(t) = ln(1 + (N − n(t) + 0.5) / (n(t) + 0.5))
 

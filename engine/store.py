@@ -10,6 +10,7 @@ and switches to it atomically); a *store* is one version of one collection.
 from __future__ import annotations
 
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -42,6 +43,14 @@ CHUNK_KEYS = (
 # Keyword/integer payload indexes, created before the HNSW build (see docs/qdrant.md, gotcha 1).
 KEYWORD_INDEXES = ("kind", "doc_id", "path", "source_type", "doc_hash")
 INTEGER_INDEXES = ("chunk_index",)
+# A collection version is ``v`` + at least four digits (``v0001``); both backends number them the same way.
+VERSION_RE = re.compile(r"^v(\d{4,})$")
+
+
+def next_version(existing: Sequence[str]) -> str:
+    """The version after the highest of ``existing`` (names that are not versions are ignored)."""
+    numbers = [int(m.group(1)) for v in existing if (m := VERSION_RE.match(v))]
+    return f"v{(max(numbers) + 1 if numbers else 1):04d}"
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,17 @@ class DocState:
     path: str
     n_chunks: int
     lex_len: int = 0  # total Kiwi terms over its chunks: BM25's average length is rebuilt from these
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> DocState:
+        """A marker's state, tolerant of markers written before a field existed (missing -> its default)."""
+        return cls(
+            doc_id=payload["doc_id"],
+            doc_hash=payload.get("doc_hash", ""),
+            path=payload.get("path", ""),
+            n_chunks=payload.get("n_chunks", 0),
+            lex_len=payload.get("lex_len", 0),
+        )
 
 
 @dataclass

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+# How long-running work reports itself, all keywords so each caller sends only what it knows:
+# ``stage=`` ("read", "embed", "query", "pairs"…) with ``total=`` to start a bar and ``advance=`` to move it,
+# ``note=`` a one-line status message, plus counters a view may show (``chunks=``, ``tokens=``, ``mining=``).
+ProgressFn = Callable[..., None]
 
 
 @dataclass(frozen=True)

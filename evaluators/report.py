@@ -40,7 +40,7 @@ __all__ = [
     "EvalReport",
     "MetricComparison",
     "MetricSummary",
-    "ModelInfo",
+    "ReportedModel",
     "compare_reports",
     "git_commit",
     "render_comparison",
@@ -79,7 +79,7 @@ class DatasetInfo(BaseModel):
         )
 
 
-class ModelInfo(BaseModel):
+class ReportedModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
@@ -118,7 +118,7 @@ class EvalReport(BaseModel):
 
     schema_version: int = SCHEMA_VERSION
     dataset: DatasetInfo
-    model: ModelInfo
+    model: ReportedModel
     mode: str
     fusion: dict[str, Any] = Field(default_factory=dict)
     kret_version: str = kret_version
@@ -137,7 +137,7 @@ class EvalReport(BaseModel):
         cls,
         result: EvalResult,
         dataset: DatasetInfo | BeirDataset,
-        model: ModelInfo,
+        model: ReportedModel,
         mode: str,
         fusion: Mapping[str, Any] | None = None,
         timings: Mapping[str, float | int | None] | None = None,

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from kret.engine.search import SearchOptions
+from kret.engine.types import ProgressFn
 from kret.evaluators.beir import BeirDataset, load_beir
 from kret.evaluators.metrics import DEFAULT_KS, chunks_to_docs, evaluate
-from kret.evaluators.report import EvalReport, ModelInfo
+from kret.evaluators.report import EvalReport, ReportedModel
 
-ProgressFn = Callable[..., None]
+if TYPE_CHECKING:
+    from kret.api import Kret
 
 
 def eval_collection_name(
@@ -36,7 +38,7 @@ def eval_collection_name(
 
 
 def evaluate_dataset(
-    kr,
+    kr: Kret,
     dataset_path: str | Path,
     *,
     split: str = "test",
@@ -120,7 +122,7 @@ def evaluate_dataset(
     return EvalReport.from_result(
         result,
         ds,
-        ModelInfo(name=info.name, fingerprint=info.fingerprint),
+        ReportedModel(name=info.name, fingerprint=info.fingerprint),
         opts.mode,
         fusion=fusion,
         timings=timings,

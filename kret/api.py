@@ -14,7 +14,7 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kret import korean
 from kret.engine.collection import (
@@ -29,28 +29,19 @@ from kret.engine.collection import (
 from kret.engine.embedder import Embedder
 from kret.engine.ingest import IndexSummary, Ingestor
 from kret.engine.models import ModelInfo, ModelRegistry
+from kret.engine.pipeline import calibration_documents, index_files
 from kret.engine.search import Searcher, SearchOptions
 from kret.engine.sparse import KiwiBM25Encoder
 from kret.engine.store import Backend
-from kret.engine.types import Hit, SearchFilter
-from kret.errors import EmptyQueryError, KretError, LoaderError, UserInputError
+from kret.engine.types import Hit, ProgressFn, SearchFilter
+from kret.errors import EmptyQueryError, KretError, UserInputError
 from kret.indexer.chunker import Chunker, ChunkingParams
-from kret.indexer.document import Document
-from kret.indexer.loaders import discover, load_file, load_file_report, skipped_entries, source_types
+from kret.indexer.loaders import discover
 from kret.settings import Settings, load_settings
 
-ProgressFn = Callable[..., None]
-
-
-def _no_chunks(doc: Document) -> dict[str, str]:
-    """The summary row of a document that has text but gave no chunk (e.g. markdown of headings only).
-
-    Its marker is stored, so an unchanged file is not re-chunked on every run, but it is reported as
-    skipped on every run, never counted as added or unchanged: nothing of it can be found by a search.
-    """
-    label = doc.path if doc.source_type != "jsonl" else f"{doc.path}#{doc.doc_id.rsplit('#', 1)[-1]}"
-    return {"path": label, "reason": "no indexable text (0 chunks)"}
-
+if TYPE_CHECKING:
+    from kret.evaluators.tune import TuneResult
+    from kret.langchain import KretRetriever
 
 #: ``collections show`` reads back at most this many chunks' vectors (~150 MB at 384 dimensions).
 VECTOR_CHECK_LIMIT = 100_000
@@ -230,7 +221,11 @@ class Kret:
             # Resolving may build the default model (~25 s) and calibration reads files: outside the lock.
             note = (lambda msg: progress(note=msg)) if progress else None
             info = self.resolve_model(model, progress=note)
-            calibration = self._calibration_from_files(files) if self.settings.precision == "int8" else None
+            calibration = None
+            if self.settings.precision == "int8":
+                from kret.engine.runtimes.int8 import calibration_from_documents
+
+                calibration = calibration_from_documents(calibration_documents(files))
             with self.backend.mutation(name):
                 if self.backend.live_version(name) is None:
                     coll = self._create(name, info, progress, calibration)
@@ -296,111 +291,23 @@ class Kret:
             coll, info, emb = self._open_or_create(name, model, files, progress)
             summary = IndexSummary(collection=name, model=info.short)
             try:
-                self._index_into(coll, emb, files, prune, mirror, summary, progress)
+                ingestor = Ingestor(
+                    coll,
+                    emb,
+                    self.encoder_for(coll.manifest),
+                    self.chunker_for(emb, coll.manifest),
+                    batch_tokens=self.settings.embed_batch_tokens,
+                    part_chars=self.settings.large_doc_chars,
+                )
+                index_files(
+                    coll, ingestor, files, prune=prune, mirror=mirror, summary=summary, progress=progress
+                )
             except KeyboardInterrupt:
                 summary.interrupted = True
             finally:
                 coll.close()
         summary.seconds = time.perf_counter() - started
         return summary
-
-    @staticmethod
-    def _calibration_from_files(files) -> Any:
-        """int8 calibration texts from the first documents of a collection being created (None if too few:
-        the built-in Korean sample set is used then). Reads at most 200 files, a small cost next to embedding."""
-        from kret.engine.runtimes.int8 import MAX_CALIBRATION, calibration_from_documents
-
-        docs: list[Document] = []
-        for path, _root in files[:200]:
-            resolved = path.resolve()
-            try:
-                docs.extend(load_file(resolved, Path(resolved.anchor)))
-            except LoaderError:
-                continue
-            if len(docs) >= MAX_CALIBRATION:
-                break
-        return calibration_from_documents(docs)
-
-    def _index_into(self, coll, emb, files, prune, mirror, summary: IndexSummary, progress) -> None:
-        docs: dict[str, Document] = {}
-        if progress:
-            progress(stage="read", total=len(files))
-        for path, _root in files:
-            resolved = path.resolve()
-            try:
-                loaded, problems = load_file_report(resolved, Path(resolved.anchor))
-            except LoaderError as exc:
-                summary.failed += 1
-                summary.failures.append({"path": str(path), "reason": str(exc)})
-                loaded, problems = [], []
-            summary.skipped.extend(skipped_entries(str(path), loaded, problems))
-            for d in loaded:
-                docs[d.doc_id] = d
-            if progress:
-                progress(stage="read", advance=1)
-        if not files:
-            summary.warnings.append(f"no supported files found ({', '.join(source_types())})")
-        states = coll.store.doc_states()
-        # Large documents an interrupted run left in parts: resumed below, or pruned with their files.
-        pending = coll.store.pending_documents()
-        todo = []
-        for doc_id, d in docs.items():
-            old = states.get(doc_id)
-            if old is None:
-                todo.append((d, "added"))
-            elif old.doc_hash != d.content_hash:
-                todo.append((d, "updated"))
-            elif old.n_chunks == 0:
-                summary.skipped.append(_no_chunks(d))
-            else:
-                summary.unchanged += 1
-        gone: list[str] = []
-        if mirror and not summary.failed:
-            gone = [doc_id for doc_id in {**pending, **states} if doc_id not in docs]
-        elif prune:
-            roots = sorted({str(r.resolve()) for _, r in files})
-            for doc_id, st in {**pending, **states}.items():
-                if doc_id not in docs and any(
-                    st.path.startswith(r.rstrip("/") + "/") or st.path == r for r in roots
-                ):
-                    gone.append(doc_id)
-        kinds = {d.doc_id: kind for d, kind in todo}
-        if progress:
-            progress(stage="embed", total=len(todo))
-        ingestor = Ingestor(
-            coll,
-            emb,
-            self.encoder_for(coll.manifest),
-            self.chunker_for(emb, coll.manifest),
-            batch_tokens=self.settings.embed_batch_tokens,
-            part_chars=self.settings.large_doc_chars,
-        )
-        try:
-            summary.chunks = ingestor.write([d for d, _ in todo], states, progress=progress)
-        finally:
-            # Count what really landed: an interrupt can stop the run between two batches.
-            done = coll.store.doc_states() if todo else states
-            for doc_id, kind in kinds.items():
-                if doc_id in done and done[doc_id].doc_hash == docs[doc_id].content_hash:
-                    if done[doc_id].n_chunks == 0:  # stored (its old chunks are gone) but unsearchable
-                        summary.skipped.append(_no_chunks(docs[doc_id]))
-                    else:
-                        setattr(summary, kind, getattr(summary, kind) + 1)
-            missed = {d for d in kinds if d not in done or done[d].doc_hash != docs[d].content_hash}
-            if missed:
-                for doc_id, st in coll.store.pending_documents().items():
-                    if doc_id in missed and st.doc_hash == docs[doc_id].content_hash and st.n_chunks:
-                        summary.warnings.append(
-                            f"{st.path}: large document stopped after {st.n_chunks} chunks; they are kept "
-                            "(not searchable yet) and the next `kret index` resumes there"
-                        )
-        if gone:
-            coll.store.delete_documents(gone)
-            summary.deleted = len(gone)
-        if todo or gone:
-            if progress:
-                progress(note="building the search index (HNSW)")
-            coll.store.finalize()
 
     # re-indexing with another model ---------------------------------------------------------------------
     def reindex(
@@ -431,7 +338,7 @@ class Kret:
 
         started = time.perf_counter()
         owned = reader is None
-        coll = open_collection(self.backend, name) if owned else reader.collection
+        coll = open_collection(self.backend, name) if reader is None else reader.collection
         try:
             old_version = coll.version
             old_manifest = coll.manifest
@@ -575,7 +482,7 @@ class Kret:
         store: bool = True,
         force: bool = False,
         progress: Callable[[int], None] | None = None,
-    ):
+    ) -> TuneResult:
         """Calibrate a collection's hybrid fusion on labelled queries (``kret tune``).
 
         ``queries``: a file as ``kret train finetune`` takes; ``dataset``: a BEIR folder (qrels/<split>.tsv)
@@ -591,6 +498,7 @@ class Kret:
             if dataset is not None:
                 data = tuning.labelled_from_dataset(dataset, split)
             else:
+                assert queries is not None  # one of the two, checked above
                 data = tuning.labelled_from_queries_file(queries, searcher)
             return tuning.tune_searcher(
                 searcher,
@@ -671,7 +579,7 @@ class Kret:
             raise CollectionNotFoundError(f"no collection named {name!r}")
         self.backend.drop(name)
 
-    def as_retriever(self, **kwargs: Any):
+    def as_retriever(self, **kwargs: Any) -> KretRetriever:
         from kret.langchain import KretRetriever
 
         return KretRetriever.from_kret(self, **kwargs)

@@ -7,42 +7,30 @@
 
 How it runs
 -----------
-The engine is synchronous (torch + Qdrant Edge in-process) and opening a collection loads a model (seconds),
-so a collection is opened lazily, once, and kept open. Every search of a retriever goes to a *handle*: one
-worker thread that owns the open collection (``Searcher``). Callers put requests on its queue and wait on a
-future — ``invoke`` blocks on it, ``ainvoke`` awaits it (``asyncio.wrap_future``), so the event loop never
-runs a search, a model load or a Qdrant call. The worker takes the first waiting request, collects whatever
-else arrives within ``batch_window_ms`` (up to ``max_batch_size``), groups the requests by identical
-options and filter, and answers each group with one ``Searcher.search_many`` call: the queries of a group
-are embedded in ONE model forward pass, which is where concurrent ``ainvoke``/``abatch``/``batch`` calls
-get faster than the same calls one after another. One thread per collection also means the searcher is
-never used from two threads at once.
-
-Handles are shared process-wide per index location (KRET_HOME's collections folder, or the Qdrant URL) and
-collection name, with a reference count: embedded Qdrant Edge lets a process open a collection only once,
-so two retrievers — even built from two different ``Kret`` objects — on the same collection share one open
-collection and one loaded model. ``close()`` (or garbage collection of the retriever) drops the reference;
-the last one closes the collection.
+Searches go through ``kret.engine.search_worker``: one worker thread per open collection, shared
+process-wide, that answers concurrent requests in micro-batches (the queries of a batch are embedded in one
+forward pass). ``invoke`` blocks on the worker's future, ``ainvoke`` awaits it (``asyncio.wrap_future``), so
+the event loop never runs a search, a model load or a Qdrant call. Two retrievers on the same collection —
+even built from two different ``Kret`` objects — share one open collection and one loaded model (embedded
+Qdrant Edge lets a process open a collection only once). ``close()`` (or garbage collection of the
+retriever) releases its lease; the last one closes the collection. This module only adapts: options and
+filters in, LangChain ``Document``s out.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import dataclasses
 import json
 import numbers
-import queue
 import threading
-import time
 import weakref
 from collections.abc import Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kret.errors import EmptyQueryError, ModelError, ModelMismatchError, StoreError, UserInputError
+from kret.errors import EmptyQueryError, StoreError, UserInputError
 
 try:
     from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
@@ -56,8 +44,9 @@ except ImportError as _exc:  # pragma: no cover - exercised through a fresh impo
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError
 
 from kret.api import Kret
-from kret.engine.collection import check_model
-from kret.engine.search import Searcher, SearchOptions
+from kret.engine.names import check_collection_name
+from kret.engine.search import SearchOptions
+from kret.engine.search_worker import Lease, SearchAnswer, SearchRequest, SearchWorker, acquire
 from kret.engine.types import Hit, SearchFilter
 from kret.settings import Settings
 
@@ -76,7 +65,6 @@ _OPTION_KEYS = (
     "fusion_params",
 )
 _IGNORED_KWARGS = ("verbose",)  # BaseRetriever.invoke forwards its own ``verbose`` flag; not ours
-_CLOSE_TIMEOUT_S = 30.0
 
 
 # filters -------------------------------------------------------------------------------------------------
@@ -131,6 +119,18 @@ def _filter_key(flt: SearchFilter | None) -> str:
 
 
 # documents -----------------------------------------------------------------------------------------------
+def _to_documents(answer: SearchAnswer, collection: str, mode: str) -> list[Document]:
+    return [_to_document(hit, collection, answer.model, mode) for hit in answer.hits]
+
+
+def _location(kr: Kret, collection: str) -> tuple[str, str | None, str]:
+    """Which open collection a retriever shares: the index location and the name."""
+    s = kr.settings
+    if s.server_mode:
+        return ("server", s.qdrant_url, collection)
+    return ("edge", str(Path(s.collections_dir).expanduser().resolve()), collection)
+
+
 def _to_document(hit: Hit, collection: str, model: Mapping[str, Any], mode: str) -> Document:
     pl = hit.payload
     metadata = {
@@ -150,275 +150,6 @@ def _to_document(hit: Hit, collection: str, model: Mapping[str, Any], mode: str)
         "meta": dict(pl.get("meta") or {}),
     }
     return Document(page_content=hit.text, metadata=metadata, id=hit.chunk_id)
-
-
-# the shared worker per open collection ---------------------------------------------------------------------
-@dataclass(eq=False)
-class _Request:
-    query: str | None  # None: only open the collection (warm_up)
-    opts: SearchOptions
-    flt: SearchFilter | None
-    group: tuple
-    model: str | None  # a model the caller named explicitly: checked once against the collection
-    kret: Kret
-    window_s: float
-    max_batch: int
-    future: Future = dataclasses.field(default_factory=Future)
-
-
-_STOP = object()
-_WORKER_PREFIX = "kret-retriever-"
-
-
-class _Handle:
-    """One open collection, one worker thread, shared by every retriever on that collection."""
-
-    def __init__(self, key: tuple, kret: Kret, collection: str, previous: _Handle | None) -> None:
-        self.key = key
-        self.collection = collection
-        self.refs = 0
-        self._kret: Kret | None = kret
-        self._previous = previous  # the handle this one replaces: its collection must be closed first
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._stopping = False
-        self._searcher: Searcher | None = None
-        self._verified: set[str] = set()
-        self.thread: threading.Thread | None = None
-        self.closed = threading.Event()
-        self.batches = 0  # search_many calls made (for tests and diagnostics)
-
-    # caller side ---------------------------------------------------------------------------------------
-    def submit(self, req: _Request) -> Future | None:
-        """Queue a request; None when the handle is shutting down (the caller takes a fresh one)."""
-        with self._lock:
-            if self._stopping:
-                return None
-            if self.thread is None:
-                self.thread = threading.Thread(
-                    target=self._run, name=f"{_WORKER_PREFIX}{self.collection}", daemon=True
-                )
-                self.thread.start()
-            self._queue.put(req)
-        return req.future
-
-    def stop(self) -> None:
-        with self._lock:
-            if self._stopping:
-                return
-            self._stopping = True
-            started = self.thread is not None
-            if started:
-                self._queue.put(_STOP)
-        if not started:
-            self._finish()
-
-    # worker side ---------------------------------------------------------------------------------------
-    def _run(self) -> None:
-        try:
-            if self._previous is not None:
-                self._previous.closed.wait(_CLOSE_TIMEOUT_S)
-                self._previous = None
-            while True:
-                item = self._queue.get()
-                if item is _STOP:
-                    break
-                batch = [item]
-                stop = self._collect(batch)
-                self._process(batch)
-                if stop:
-                    break
-        finally:
-            self._finish()
-
-    def _collect(self, batch: list[_Request]) -> bool:
-        """Add what arrives within the first request's window; True when the stop mark was reached."""
-        first = batch[0]
-        deadline = time.monotonic() + first.window_s
-        while len(batch) < first.max_batch:
-            left = deadline - time.monotonic()
-            try:
-                item = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
-            except queue.Empty:
-                return False
-            if item is _STOP:
-                return True
-            batch.append(item)
-        return False
-
-    def _open(self, first: _Request) -> Searcher:
-        """Open the collection with the first model that is the collection's own.
-
-        Tried in order: the model the first request names, the Kret's configured model (a local folder, say),
-        then the model the collection's manifest names. A request naming another model is refused in
-        ``_verify`` without keeping the collection from opening for the others.
-        """
-        if self._searcher is not None:
-            return self._searcher
-        kr = self._kret
-        assert kr is not None
-        candidates: list[str] = []
-        for spec in (first.model, kr.settings.model):
-            if spec and spec != "default" and spec not in candidates:
-                candidates.append(spec)
-        errors: list[Exception] = []
-        for spec in candidates:
-            try:
-                self._searcher = kr.open(self.collection, spec)
-            except (ModelMismatchError, ModelError) as exc:
-                errors.append(exc)
-                continue
-            self._verified.add(spec)
-            return self._searcher
-        try:
-            self._searcher = kr.open(self.collection, None)
-        except (ModelMismatchError, ModelError):
-            if errors:
-                raise errors[0] from None
-            raise
-        return self._searcher
-
-    def _verify(self, searcher: Searcher, req: _Request) -> None:
-        if req.model is None or req.model in self._verified:
-            return
-        info = req.kret.resolve_model(req.model)
-        check_model(self.collection, searcher.collection.manifest, info)
-        self._verified.add(req.model)
-
-    def _process(self, batch: list[_Request]) -> None:
-        live = [r for r in batch if r.future.set_running_or_notify_cancel()]
-        if not live:
-            return
-        try:
-            searcher = self._open(live[0])
-        except Exception as exc:
-            for r in live:
-                r.future.set_exception(exc)
-            return
-        groups: dict[tuple, list[_Request]] = {}
-        for r in live:
-            try:
-                self._verify(searcher, r)
-            except Exception as exc:
-                r.future.set_exception(exc)
-                continue
-            if r.query is None:
-                r.future.set_result([])
-            else:
-                groups.setdefault(r.group, []).append(r)
-        for reqs in groups.values():
-            self._search(searcher, reqs)
-
-    def _search(self, searcher: Searcher, reqs: list[_Request]) -> None:
-        opts, flt = reqs[0].opts, reqs[0].flt
-        try:
-            self.batches += 1
-            results = searcher.search_many([r.query for r in reqs], opts, flt)
-        except Exception as exc:
-            if len(reqs) == 1:
-                reqs[0].future.set_exception(exc)
-            else:  # give each request its own answer (or its own error)
-                for r in reqs:
-                    self._search(searcher, [r])
-            return
-        model = searcher.collection.manifest.get("model", {})
-        for r, hits in zip(reqs, results, strict=True):
-            try:
-                r.future.set_result([_to_document(h, self.collection, model, opts.mode) for h in hits])
-            except Exception as exc:  # pragma: no cover - conversion of a well-formed hit does not fail
-                r.future.set_exception(exc)
-
-    def _finish(self) -> None:
-        searcher, self._searcher = self._searcher, None
-        try:
-            if searcher is not None:
-                searcher.collection.close()
-        finally:
-            self._kret = None
-            while True:  # nothing is queued after the stop mark; this only guards against a lost request
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is not _STOP and item.future.set_running_or_notify_cancel():
-                    item.future.set_exception(StoreError(f"the retriever on {self.collection!r} was closed"))
-            with _REGISTRY_LOCK:
-                if _CLOSING.get(self.key) is self:
-                    del _CLOSING[self.key]
-            self.closed.set()
-
-
-_REGISTRY_LOCK = threading.Lock()
-_HANDLES: dict[tuple, _Handle] = {}
-_CLOSING: dict[tuple, _Handle] = {}
-
-
-def _location(kr: Kret, collection: str) -> tuple:
-    s = kr.settings
-    if s.server_mode:
-        return ("server", s.qdrant_url, collection)
-    return ("edge", str(Path(s.collections_dir).expanduser().resolve()), collection)
-
-
-def _acquire(kr: Kret, collection: str) -> _Handle:
-    key = _location(kr, collection)
-    with _REGISTRY_LOCK:
-        handle = _HANDLES.get(key)
-        if handle is None:
-            handle = _Handle(key, kr, collection, _CLOSING.get(key))
-            _HANDLES[key] = handle
-        handle.refs += 1
-        return handle
-
-
-def _release(handle: _Handle, wait: bool) -> None:
-    with _REGISTRY_LOCK:
-        handle.refs -= 1
-        if handle.refs > 0:
-            return
-        if _HANDLES.get(handle.key) is handle:
-            del _HANDLES[handle.key]
-        _CLOSING[handle.key] = handle
-    handle.stop()
-    if wait and threading.current_thread() is not handle.thread:
-        handle.closed.wait(_CLOSE_TIMEOUT_S)
-
-
-class _Lease:
-    """A retriever's reference on a handle; released once, by ``close()`` or when the retriever is collected."""
-
-    def __init__(self, handle: _Handle) -> None:
-        self.handle: _Handle | None = handle
-        self._lock = threading.Lock()
-
-    def release(self, wait: bool = False) -> None:
-        with self._lock:
-            handle, self.handle = self.handle, None
-        if handle is not None:
-            _release(handle, wait)
-
-
-@atexit.register
-def _close_all() -> None:
-    """At exit, close every open collection — and those already closing — and let each worker thread end.
-
-    A retriever released just before exit (garbage-collected when ``main`` returns) leaves its worker
-    closing the collection and dropping the model. Python stops a daemon thread that is still running when
-    finalisation starts by unwinding it, and an unwind through native frames (a C++ destructor that released
-    the GIL) aborts the process: "terminate called without an active exception", exit 134, after a run that
-    had finished its work (bench/load_async.py). So the workers are joined, not only waited for.
-    """
-    with _REGISTRY_LOCK:
-        handles = list(_HANDLES.values())
-        _HANDLES.clear()
-    for h in handles:
-        h.stop()
-    deadline = time.monotonic() + _CLOSE_TIMEOUT_S
-    # every worker — of the handles just stopped, of those already closing, of one only unwinding — sets its
-    # handle's ``closed`` before it ends, so joining the threads is all the waiting needed
-    for worker in threading.enumerate():
-        if worker.name.startswith(_WORKER_PREFIX) and worker is not threading.current_thread():
-            worker.join(max(0.0, deadline - time.monotonic()))
 
 
 # the retriever -------------------------------------------------------------------------------------------
@@ -467,7 +198,7 @@ class KretRetriever(BaseRetriever):
     _kr: Kret = PrivateAttr()
     _defaults: SearchOptions = PrivateAttr()
     _default_filter: SearchFilter | None = PrivateAttr(default=None)
-    _lease: _Lease | None = PrivateAttr(default=None)
+    _lease: Lease | None = PrivateAttr(default=None)
     _finalizer: Any = PrivateAttr(default=None)
     _lease_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
@@ -491,10 +222,7 @@ class KretRetriever(BaseRetriever):
             self._kr = Kret(self.settings)
         else:
             self._kr = Kret(home=self.home, model=self.model)
-        name = self.collection or self._kr.settings.collection
-        if not name or not all(c.isalnum() or c in "-_" for c in name):
-            raise UserInputError(f"collection name {name!r} may hold only letters, digits, '-' and '_'")
-        self.collection = name
+        self.collection = check_collection_name(self.collection or self._kr.settings.collection)
         if self.batch_window_ms < 0 or self.max_batch_size < 1:
             raise UserInputError("batch_window_ms must be >= 0 and max_batch_size >= 1")
         self._defaults = self._options({})
@@ -517,7 +245,7 @@ class KretRetriever(BaseRetriever):
         values["k"] = int(k)
         return SearchOptions.from_settings(self._kr.settings, **values)
 
-    def _request(self, query: Any, kwargs: dict[str, Any]) -> _Request:
+    def _request(self, query: Any, kwargs: dict[str, Any]) -> SearchRequest:
         if not isinstance(query, str):
             raise UserInputError(f"the query must be a string, not {type(query).__name__}")
         if not query.strip():
@@ -534,47 +262,54 @@ class KretRetriever(BaseRetriever):
             else self._defaults
         )
         flt = to_search_filter(kwargs["filter"]) if "filter" in kwargs else self._default_filter
-        return _Request(
+        return SearchRequest(
             query=query,
             opts=opts,
             flt=flt,
             group=(dataclasses.astuple(opts), _filter_key(flt)),
             model=self.model,
-            kret=self._kr,
+            resolve_model=self._kr.resolve_model,
             window_s=self.batch_window_ms / 1000.0,
             max_batch=self.max_batch_size,
         )
 
-    def _lease_handle(self) -> _Handle:
+    def _worker(self) -> SearchWorker:
         with self._lease_lock:
             lease = self._lease
-            handle = lease.handle if lease is not None else None
-            if handle is None:
-                handle = _acquire(self._kr, self.collection)
-                lease = _Lease(handle)
+            worker = lease.worker if lease is not None else None
+            if worker is None:
+                kr, name = self._kr, self.collection
+                assert name is not None  # set in model_post_init
+                lease = acquire(
+                    _location(kr, name), name, lambda spec: kr.open(name, spec), kr.settings.model
+                )
+                worker = lease.worker
+                assert worker is not None
                 self._lease = lease
                 self._finalizer = weakref.finalize(self, lease.release)
-            return handle
+            return worker
 
-    def _submit(self, query: Any, kwargs: dict[str, Any]) -> Future:
-        req = self._request(query, kwargs)
+    def _submit(self, req: SearchRequest) -> Future[SearchAnswer]:
         for _ in range(5):
-            future = self._lease_handle().submit(req)
+            future = self._worker().submit(req)
             if future is not None:
                 return future
-            # close() ran in another thread between taking the handle and queueing: take a fresh one
+            # close() ran in another thread between taking the worker and queueing: take a fresh one
         raise StoreError(f"could not reach collection {self.collection!r}: it keeps being closed")
 
     # BaseRetriever ---------------------------------------------------------------------------------------
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        return self._submit(query, kwargs).result()
+        req = self._request(query, kwargs)
+        return _to_documents(self._submit(req).result(), self.collection or "", req.opts.mode)
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        return await asyncio.wrap_future(self._submit(query, kwargs))
+        req = self._request(query, kwargs)
+        answer = await asyncio.wrap_future(self._submit(req))
+        return _to_documents(answer, self.collection or "", req.opts.mode)
 
     def _get_ls_params(self, **kwargs: Any) -> LangSmithRetrieverParams:
         params = super()._get_ls_params(**kwargs)
@@ -587,22 +322,16 @@ class KretRetriever(BaseRetriever):
     # lifecycle -------------------------------------------------------------------------------------------
     def warm_up(self) -> KretRetriever:
         """Open the collection and load its model now rather than on the first query; returns self."""
-        req = _Request(
+        req = SearchRequest(
             query=None,
             opts=self._defaults,
             flt=None,
             group=(),
             model=self.model,
-            kret=self._kr,
-            window_s=0.0,
-            max_batch=1,
+            resolve_model=self._kr.resolve_model,
         )
-        for _ in range(5):
-            future = self._lease_handle().submit(req)
-            if future is not None:
-                future.result()
-                return self
-        raise StoreError(f"could not reach collection {self.collection!r}: it keeps being closed")
+        self._submit(req).result()
+        return self
 
     def close(self) -> None:
         """Release this retriever's hold on the collection; the last holder closes it. A later call reopens."""

@@ -266,7 +266,7 @@ def _check_env_names(settings_cls: type[BaseSettings]) -> None:
             )
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Build settings, turning validation failures into a ``ConfigError`` with one readable line."""
     from pydantic import ValidationError
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command (README and CI run exactly this): lint, then the two test lanes on the installed .venv:
+# The test command (README and CI run exactly this): lint, type-check the public API (scripts/typecheck.sh,
+# ~15 s), then the two test lanes on the installed .venv:
 #   fast  unit + contract tests with the tiny random model (`pytest` alone runs this lane)
 #   slow  the real default model end to end and the cheapest benchmark regression (`pytest -m slow`)
 # Each lane's wall time is printed. Extra arguments go to both pytest runs (e.g. -x, -k NAME); run one lane
@@ -8,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
 ruff check .
+bash scripts/typecheck.sh
 status=0
 for lane in ${KRET_TEST_LANES:-fast slow}; do
   case $lane in

@@ -16,7 +16,7 @@ class _Entry(click.Command):
         from kret.cli import main as cli_main
         from kret.cli.common import run_cli
 
-        cli_main._register_optional_commands()
+        cli_main.register_commands()
         run_cli(
             lambda standalone_mode: cli_main.cli.main(
                 args=list(args or ()), prog_name="kret", standalone_mode=standalone_mode

@@ -12,16 +12,16 @@ so a resumed run trains on the same bytes the lineage names.
 from __future__ import annotations
 
 import json
-import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kret import __version__ as kret_version
 from kret.engine.models import ModelInfo
 from kret.engine.search import SearchOptions
+from kret.engine.types import ProgressFn
 from kret.errors import TrainingError, UserInputError
 
 from .fit import FitConfig, fit, is_main_process
@@ -37,12 +37,13 @@ from .queries import (
     queries_sha256,
     self_supervised_queries,
 )
+from .runs import check_run_name, runs_dir
 from .split import split_queries
 
-__all__ = ["FinetuneResult", "finetune"]
+if TYPE_CHECKING:
+    from kret.api import Kret
 
-ProgressFn = Callable[..., None]
-_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+__all__ = ["FinetuneResult", "finetune"]
 
 
 @dataclass
@@ -106,12 +107,11 @@ def _validate(
             raise UserInputError(f"evaluation dataset {p} is not a folder (expected a BEIR folder)")
     if not 0 <= heldout_fraction < 1:
         raise UserInputError(f"--heldout must be in [0, 1), got {heldout_fraction}")
-    if not _RUN_NAME.match(run_name):
-        raise UserInputError(f"run name {run_name!r} may hold only letters, digits, '.', '-' and '_'")
+    check_run_name(run_name)
 
 
 def finetune(
-    kr: Any,
+    kr: Kret,
     *,
     collection: str,
     queries_file: str | Path | None = None,
@@ -178,7 +178,7 @@ def finetune(
     check_metric(metric)
     if not 0 < alpha < 1:
         raise UserInputError(f"alpha must be in (0, 1), got {alpha}")
-    run_dir = Path(kr.settings.home) / "runs" / run_name
+    run_dir = runs_dir(kr) / run_name
     main = is_main_process()
     if main and run_dir.exists() and any(run_dir.iterdir()) and not cfg.resume:
         raise UserInputError(

@@ -22,13 +22,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kret.engine.models import ModelInfo
+from kret.engine.types import ProgressFn
 from kret.errors import UserInputError
-from kret.evaluators.report import VERDICT_A, Comparison, EvalReport, compare_reports
+from kret.evaluators.report import VERDICT_A, Comparison, EvalReport, MetricComparison, compare_reports
 
 from .queries import CollectionCatalog, TrainQuery, normalize_text
+
+if TYPE_CHECKING:
+    from kret.api import Kret
 
 __all__ = ["GateDecision", "check_metric", "decide", "gate", "write_heldout_beir"]
 
@@ -160,7 +164,7 @@ def check_metric(metric: str) -> None:
         )
 
 
-def _row(cmp: Comparison, metric: str):
+def _row(cmp: Comparison, metric: str) -> MetricComparison:
     if metric not in cmp.rows:
         raise UserInputError(
             f"gate metric {metric!r} is not in the reports (have: {', '.join(sorted(cmp.rows))})"
@@ -211,7 +215,7 @@ def decide(
     return ok, reason
 
 
-def _lost(row: Any, alpha: float) -> bool:
+def _lost(row: MetricComparison, alpha: float) -> bool:
     return row.verdict == VERDICT_A or (row.p_value < alpha and row.delta < 0)
 
 
@@ -221,7 +225,7 @@ def _lost(row: Any, alpha: float) -> bool:
 
 
 def _evaluate(
-    kr: Any, dataset: Path, model: str, split: str, overrides: dict[str, Any], progress
+    kr: Kret, dataset: Path, model: str, split: str, overrides: dict[str, Any], progress: ProgressFn | None
 ) -> EvalReport:
     from kret.evaluators.runner import evaluate_dataset
 
@@ -229,7 +233,7 @@ def _evaluate(
 
 
 def gate(
-    kr: Any,
+    kr: Kret,
     parent: ModelInfo,
     candidate: ModelInfo,
     *,

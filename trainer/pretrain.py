@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import random
-import re
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kret.engine.models import ModelInfo, write_json_atomic
+from kret.engine.types import ProgressFn
 from kret.errors import TrainingError, UserInputError
 
 from .fit import FitConfig, barrier, fit, is_main_process
@@ -48,6 +48,7 @@ from .pairs import (
     read_pairs_jsonl,
     write_pairs_jsonl,
 )
+from .runs import check_run_name, runs_dir
 from .wiki import FORMATS, detect_format, read_wiki
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -63,13 +64,6 @@ REGISTERED_FILE = "REGISTERED"
 # Folders up to this size are hashed by content; bigger ones by their listing and file sizes (seconds, not
 # minutes, for a full multi-GB dump folder), which still changes when any file is added, removed or resized.
 CONTENT_HASH_LIMIT = 512 << 20
-_RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-ProgressFn = Callable[..., None]
-
-
-def runs_dir(kr: Kret) -> Path:
-    return kr.settings.home / "runs"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -199,6 +193,54 @@ def _pairs_to_rows(path: Path) -> list[dict[str, str]]:
 # ---------------------------------------------------------------------------------------------------------
 
 
+def _checked_inputs(
+    wiki: Path,
+    fmt: str,
+    max_pairs: int | None,
+    consistency: int | None,
+    max_body_tokens: int | None,
+    mix: Sequence[tuple[Path, float]],
+) -> tuple[Path, str, list[tuple[Path, float]]]:
+    """The wiki path, its resolved format and the mix files, after every check a user mistake can fail."""
+    wiki = Path(wiki).expanduser()
+    if not wiki.exists():
+        raise UserInputError(f"--wiki {wiki}: no such file or folder")
+    if fmt != "auto" and fmt not in FORMATS:
+        raise UserInputError(
+            f"unknown Wikipedia format {fmt!r}; expected auto or one of {', '.join(FORMATS)}"
+        )
+    fmt_resolved = detect_format(wiki) if fmt == "auto" else fmt
+    if max_pairs is not None and max_pairs < 2:
+        raise UserInputError("max_pairs must be >= 2 (in-batch negatives need at least two pairs)")
+    if consistency is not None and consistency < 1:
+        raise UserInputError("consistency top-k must be >= 1")
+    if max_body_tokens is not None and max_body_tokens < 8:
+        raise UserInputError("max_body_tokens must be >= 8")
+    mix = [(Path(p).expanduser(), float(r)) for p, r in mix]
+    for path, ratio in mix:
+        if not path.is_file():
+            raise UserInputError(f"--mix {path}: no such file")
+        if not ratio > 0:
+            raise UserInputError(f"--mix {path}: the ratio must be > 0, got {ratio}")
+    return wiki, fmt_resolved, mix
+
+
+def _open_run(kr: Kret, run_name: str, resume: bool) -> tuple[Path, dict[str, Any]]:
+    """The run's folder (created) and what an earlier attempt recorded in it (empty for a new run)."""
+    run_dir = runs_dir(kr) / run_name
+    previous = _read_run(run_dir)
+    if run_dir.exists() and not resume and is_main_process():
+        raise UserInputError(
+            f"run {run_name!r} exists in {run_dir}: pass --resume to continue it, or another name"
+        )
+    if previous.get("status") == "registered":
+        raise UserInputError(
+            f"run {run_name!r} already finished as model {previous.get('version')}; start a new run name"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir, previous
+
+
 def pretrain(
     kr: Kret,
     wiki: Path,
@@ -227,43 +269,12 @@ def pretrain(
     registered unless ``keep_checkpoints``; the pairs file and run.json stay.
     """
     started = time.perf_counter()
-    wiki = Path(wiki).expanduser()
-    if not wiki.exists():
-        raise UserInputError(f"--wiki {wiki}: no such file or folder")
-    if fmt != "auto" and fmt not in FORMATS:
-        raise UserInputError(
-            f"unknown Wikipedia format {fmt!r}; expected auto or one of {', '.join(FORMATS)}"
-        )
-    fmt_resolved = detect_format(wiki) if fmt == "auto" else fmt
-    if max_pairs is not None and max_pairs < 2:
-        raise UserInputError("max_pairs must be >= 2 (in-batch negatives need at least two pairs)")
-    if consistency is not None and consistency < 1:
-        raise UserInputError("consistency top-k must be >= 1")
-    if max_body_tokens is not None and max_body_tokens < 8:
-        raise UserInputError("max_body_tokens must be >= 8")
-    mix = [(Path(p).expanduser(), float(r)) for p, r in mix]
-    for path, ratio in mix:
-        if not path.is_file():
-            raise UserInputError(f"--mix {path}: no such file")
-        if not ratio > 0:
-            raise UserInputError(f"--mix {path}: the ratio must be > 0, got {ratio}")
+    wiki, fmt_resolved, mix = _checked_inputs(wiki, fmt, max_pairs, consistency, max_body_tokens, mix)
     fit_cfg.validate()
     if fit_cfg.resume and not run_name:
         raise UserInputError("resuming needs the run name of the run to continue (--run-name)")
-    run_name = run_name or f"pt-{time.strftime('%Y%m%d-%H%M%S')}"
-    if not _RUN_NAME_RE.match(run_name):
-        raise UserInputError(f"run name {run_name!r} may hold only letters, digits, '.', '-' and '_'")
-    run_dir = runs_dir(kr) / run_name
-    previous = _read_run(run_dir)
-    if run_dir.exists() and not fit_cfg.resume and is_main_process():
-        raise UserInputError(
-            f"run {run_name!r} exists in {run_dir}: pass --resume to continue it, or another name"
-        )
-    if previous.get("status") == "registered":
-        raise UserInputError(
-            f"run {run_name!r} already finished as model {previous.get('version')}; start a new run name"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_name = check_run_name(run_name or f"pt-{time.strftime('%Y%m%d-%H%M%S')}")
+    run_dir, previous = _open_run(kr, run_name, fit_cfg.resume)
 
     # "default" means the model new collections get (settings, then the registry's default), as everywhere.
     base_info = kr.resolve_model(

@@ -1,0 +1,69 @@
+"""`kret reindex`: a new collection version from stored chunks with another model, switched atomically while
+searches keep answering; `kret gc` removes the old version afterwards. Runs on Edge and on the server code
+path (qdrant-client in-memory)."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "ko"
+
+
+@pytest.fixture
+def other_model(tiny_model_dir, tmp_path) -> Path:
+    """Same weights, different prompts: a different fingerprint and different vectors."""
+    target = tmp_path / "other-model"
+    shutil.copytree(tiny_model_dir, target)
+    (target / "kret_model.json").unlink(missing_ok=True)
+    cfg = target / "config_sentence_transformers.json"
+    cfg.write_text(cfg.read_text().replace("passage: ", "document: "))
+    return target
+
+
+@pytest.mark.parametrize("backend", ["edge", "memory"])
+def test_reindex_switches_atomically(backend, home, tiny_model_dir, other_model):
+    from kret.api import Kret
+
+    overrides = {"qdrant_url": ":memory:"} if backend == "memory" else {}
+    kr = Kret(home=home, model=str(tiny_model_dir), **overrides)
+    kr.index([SAMPLES])
+    before = kr.collection_info("default")
+    reader = kr.open()
+    errors: list[BaseException] = []
+    answered = []
+    stop = threading.Event()
+
+    def keep_searching() -> None:
+        while not stop.is_set():
+            try:
+                hits = reader.search("한글 창제")
+                answered.append(hits[0].payload["doc_id"])
+            except BaseException as exc:  # noqa: BLE001 - any failure is the test's failure
+                errors.append(exc)
+                return
+
+    thread = threading.Thread(target=keep_searching)
+    thread.start()
+    try:
+        result = kr.reindex("default", model=str(other_model), reader=reader)
+    finally:
+        stop.set()
+        thread.join()
+        reader.collection.close()
+    assert not errors
+    assert answered, "searches must keep answering during the rebuild"
+    assert result["old_version"] == before["version"] and result["new_version"] != before["version"]
+    after = kr.collection_info("default")
+    assert after["version"] == result["new_version"]
+    assert after["model"]["fingerprint"] != before["model"]["fingerprint"]
+    assert after["chunks"] == before["chunks"] and after["documents"] == before["documents"]
+    assert kr.backend.versions("default") == sorted([before["version"], after["version"]])
+    hits = kr.search("세종대왕", k=3, mode="sparse")  # lexical vectors carried over unchanged
+    assert hits and hits[0].path.endswith("hangul.txt")
+    assert kr.search("한글", k=3, model=str(other_model))
+    assert kr.gc() == [f"default/{before['version']}"]
+    assert kr.backend.versions("default") == [after["version"]]
