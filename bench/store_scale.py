@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kret.engine.edge_store import OPTIMIZE_EVERY_POINTS, EdgeStore
+from kret.engine.edge_store import EdgeStore
 from kret.engine.store import Condition, DocumentWrite, QuerySpec
 from kret.engine.types import SparseVec
 
@@ -289,8 +289,8 @@ def main() -> None:
     b.add_argument(
         "--optimize-every",
         type=int,
-        default=OPTIMIZE_EVERY_POINTS,
-        help="build the index every N points written, as kret does (0: only at the end, kret before 2026-12-02)",
+        default=0,
+        help="also build the index every N points written (0: only at the end, as kret does)",
     )
     s = sub.add_parser("search")
     s.add_argument("--dir", type=Path, required=True)

@@ -75,26 +75,19 @@ def _store_error(exc: Exception, path: Path) -> Exception:
     return StoreError(f"Qdrant Edge failed on {path}: {text}")
 
 
-# Points written between two index builds during a long write. Qdrant Edge has no background optimizer: until
-# ``optimize()`` every point sits in one appendable in-memory segment, so indexing memory grew with the
-# collection (9.2 GB RSS after writing 1M synthetic chunks, 16.6 GB in the final build: bench/README §11).
-# Building the index every this many points turns the appendable segment into indexed, memory-mapped ones.
-OPTIMIZE_EVERY_POINTS = 100_000
-
-
 class EdgeStore(Store):
     def __init__(
-        self,
-        path: Path,
-        name: str,
-        *,
-        create: bool = False,
-        optimize_every: int | None = OPTIMIZE_EVERY_POINTS,
+        self, path: Path, name: str, *, create: bool = False, optimize_every: int | None = None
     ) -> None:
+        """``optimize_every``: also build the index (Edge's ``optimize()``) every this many points written, not
+        only in ``finalize``. Off in kret: Qdrant Edge has no background optimizer, so a long write keeps
+        everything in one appendable segment until the final build, and building in steps was meant to bound
+        that — but at 204,800 synthetic chunks with a build every 100k points the process held 4.80 GB RSS
+        (1.57 GB anonymous) against 2.0 GB without (bench/README §11, ``bench/store_scale.py --optimize-every``)."""
         self.path = path
         self.name = name
         self._shard = None
-        self.optimize_every = optimize_every  # None: build the index only in ``finalize``
+        self.optimize_every = optimize_every
         self._unindexed = 0
         if not create:
             self._open()
@@ -231,7 +224,7 @@ class EdgeStore(Store):
         self._update(q.UpdateOperation.upsert_points([self._point(p) for p in points]))
         self._unindexed += len(points)
         if self.optimize_every is not None and self._unindexed >= self.optimize_every:
-            self._build_index()  # bounds the appendable segment, hence indexing memory (see OPTIMIZE_EVERY_POINTS)
+            self._build_index()
 
     def _filter(self, conditions: Sequence[Condition]):
         q = _edge()

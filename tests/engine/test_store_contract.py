@@ -848,9 +848,8 @@ def test_cluster_parameters_reach_create_collection() -> None:
 
 
 def test_edge_builds_the_index_during_long_writes_and_answers_the_same(edge_root: Path) -> None:
-    """Qdrant Edge has no background optimizer: without a build during the write, every point of a long
-    indexing run sat in one in-memory appendable segment (RSS grew with the collection). The store builds the
-    index every ``optimize_every`` points; searches answer exactly as a store built once at the end."""
+    """``optimize_every`` (the knob ``bench/store_scale.py`` measures) builds the index during a long write; the
+    store then answers exactly as one built once at the end, and builds as often as asked."""
     from kret.engine.edge_store import EdgeStore
 
     docs = [
