@@ -212,6 +212,9 @@ def _dist_version(name: str) -> str | None:
 
 def openvino_facts() -> dict[str, Any]:
     """Whether openvino imports, its version, and what its CPU plugin says it can run (``BF16``, ``INT8``)."""
+    from kret.engine.runtimes import block_openvino_telemetry
+
+    block_openvino_telemetry()
     try:
         import openvino
     except Exception as exc:  # noqa: BLE001 - a broken install is a fact to report

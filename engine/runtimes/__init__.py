@@ -9,12 +9,29 @@ query and passage vectors must come from the same numeric path (``kret.engine.co
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 from kret.engine.embedder import Embedder
 from kret.engine.models import ModelInfo
 from kret.errors import ConfigError, ModelError
+
+
+def block_openvino_telemetry() -> None:
+    """Keep OpenVINO's converter and NNCF from sending usage telemetry; called before kret imports openvino.
+
+    Both report to Google Analytics through ``openvino_telemetry`` unless a consent file in the user's home
+    says no, from processes forked by a thread pool. kret opens no network connection on its own, and a fork
+    from another thread while numpy runs a BLAS call hung the process for good (OpenBLAS's fork handler stops
+    its worker threads mid-call): the fine-tuning gate's paired tests, right after registering — and so
+    exporting — the new model. Both tools use their own no-op stub when the package cannot be imported; a
+    process that imported ``openvino_telemetry`` itself keeps it.
+    """
+    sys.modules.setdefault("openvino_telemetry", None)  # None: "import openvino_telemetry" raises ImportError
+
+
+block_openvino_telemetry()
 
 RUNTIMES = ("openvino", "torch")
 PRECISIONS = ("auto", "fp32", "int8")

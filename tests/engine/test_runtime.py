@@ -221,3 +221,25 @@ def test_indexing_and_searching_never_import_torch(home, tiny_model_dir, tmp_pat
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["heavy"] == [], f"serving path imported {result['heavy']}"
+
+
+def test_openvino_tools_send_no_telemetry():
+    """OpenVINO's converter and NNCF report usage from processes forked by a thread pool; a fork while numpy
+    ran a BLAS call hung `kret train finetune`'s gate for good (and kret opens no network connection). Once
+    kret's runtimes are imported, both tools run their own no-op stubs."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, kret.engine.runtimes, openvino\n"
+        "from openvino.tools.ovc import convert_impl, telemetry_utils\n"
+        "import nncf.telemetry.wrapper as w\n"
+        "print(convert_impl.tm.__name__, telemetry_utils.tm.__name__, type(w.telemetry).__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == [
+        "openvino.tools.ovc.telemetry_stub",
+        "openvino.tools.ovc.telemetry_stub",
+        "MagicMock",
+    ]
