@@ -14,34 +14,22 @@ import sys
 from pathlib import Path
 
 import pytest
+from korquad_data import korquad
 
 pytestmark = pytest.mark.slow
 N_DOCS = 50
 
 
 @pytest.fixture(scope="module")
-def korquad_files(tmp_path_factory, shared_dir):
-    bench = shared_dir / "data" / "bench" / "korquad-dev"
+def korquad_files(tmp_path_factory, shared_dir):  # noqa: ARG001 - shared_dir: skipped with the reason where it is absent
     folder = tmp_path_factory.mktemp("korquad50")
+    docs, pairs = korquad(N_DOCS)
     gold_of_file: dict[str, str] = {}
-    with (bench / "corpus.jsonl").open(encoding="utf-8") as fh:
-        for line in fh:
-            row = json.loads(line)
-            name = f"doc{len(gold_of_file):02d}.txt"
-            (folder / name).write_text(f"{row['title']}\n\n{row['text']}", encoding="utf-8")
-            gold_of_file[row["_id"]] = name
-            if len(gold_of_file) == N_DOCS:
-                break
-    queries = {}
-    with (bench / "queries.jsonl").open(encoding="utf-8") as fh:
-        for line in fh:
-            row = json.loads(line)
-            queries[row["_id"]] = row["text"]
-    questions = []
-    for line in (bench / "qrels" / "test.tsv").read_text(encoding="utf-8").splitlines()[1:]:
-        qid, doc_id, score = line.split("\t")
-        if int(score) > 0 and doc_id in gold_of_file:
-            questions.append((queries[qid], gold_of_file[doc_id]))
+    for row in docs:
+        name = f"doc{len(gold_of_file):02d}.txt"
+        (folder / name).write_text(f"{row['title']}\n\n{row['text']}", encoding="utf-8")
+        gold_of_file[row["_id"]] = name
+    questions = [(query, gold_of_file[doc_id]) for query, doc_id in pairs]
     assert len(questions) > 200
     return folder, questions
 
