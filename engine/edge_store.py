@@ -222,9 +222,10 @@ class EdgeStore(Store):
     def _upsert(self, points: Sequence[StoredPoint]) -> None:
         q = _edge()
         self._update(q.UpdateOperation.upsert_points([self._point(p) for p in points]))
-        self._unindexed += len(points)
-        if self.optimize_every is not None and self._unindexed >= self.optimize_every:
-            self._build_index()
+        if self.optimize_every is not None:
+            self._unindexed += len(points)
+            if self._unindexed >= self.optimize_every:
+                self._build_index()
 
     def _filter(self, conditions: Sequence[Condition]):
         q = _edge()
