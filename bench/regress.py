@@ -425,10 +425,13 @@ def record(results: list[RowResult], with_speed: bool) -> list[str]:
         row = res.row
         if res.measured is None or (row.speed and not with_speed):
             continue
+        spec = row.fmt.replace(",", "").replace("+", "")
         if row.fmt == "raw" or row.fmt.endswith("d"):
             new_value = Row.render(row, res.measured, "raw")
+        elif spec.endswith("%"):  # a fraction printed as a percentage: its decimals plus the two of "%"
+            new_value = format(res.measured, f".{int(spec[1:-1] or 0) + 2}f")
         else:  # as many decimals as the docs print: that is the precision the row claims
-            new_value = format(res.measured, row.fmt.replace(",", "").replace("+", ""))
+            new_value = format(res.measured, spec)
         if float(new_value) == row.expected:
             continue
         text = row.file.read_text(encoding="utf-8")

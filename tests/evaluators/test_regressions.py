@@ -86,6 +86,20 @@ def test_record_rewrites_only_that_row(regress, tmp_path):
     assert "expected: 41.5," in f.read_text(encoding="utf-8")
 
 
+def test_record_a_percent_row_as_the_fraction_it_claims(regress, tmp_path):
+    """A row printed as a percentage (fmt ``.1%``) is recorded as a fraction with the decimals that percentage
+    shows (0.997 -> 1.000); formatting it with the ``%`` (``'100.0%'``) used to crash ``--record``."""
+    f = tmp_path / "x.yaml"
+    f.write_text(
+        "runs:\n  - id: r\n    rows:\n      - {id: r/rate, key: a, expected: 0.997, tol: 0.001, fmt: .1%}\n",
+        encoding="utf-8",
+    )
+    row = regress.Row(id="r/rate", expected=0.997, file=f, key="a", tol=0.001, fmt=".1%")
+    assert regress.record([regress.RowResult(row, "FAIL", 357 / 357)], with_speed=False) == ["r/rate"]
+    assert "expected: 1.000, tol: 0.001, fmt: .1%}" in f.read_text(encoding="utf-8")
+    assert row.render(row.expected) == "100.0%"
+
+
 def test_missing_dataset_is_a_skip_with_reason(regress, tmp_path):
     suite = regress.load_suite()
     reason = regress.check_dataset(suite, "korquad-dev", tmp_path, {})
