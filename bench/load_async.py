@@ -35,7 +35,6 @@ from pathlib import Path
 import numpy as np
 
 from kret.api import Kret
-from kret.engine.search import SearchOptions
 
 
 def read_queries(path: Path, n: int, seed: int) -> list[str]:
@@ -113,7 +112,7 @@ def main() -> None:
 
     else:
         searcher = kr.open(args.collection)
-        opts = SearchOptions.from_settings(kr.settings, k=args.k, mode=args.mode)
+        opts = kr.search_options(k=args.k, mode=args.mode)
 
         async def call(q: str):
             return await asyncio.to_thread(searcher.search, q, opts)

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape
 
-from kret.engine.search import SearchOptions
 from kret.engine.types import SearchFilter
 from kret.errors import KretError, UserInputError
 
@@ -115,7 +114,7 @@ class Session:
         from kret.cli.render import print_hits
 
         assert self.searcher is not None, "open() first"
-        opts = SearchOptions.from_settings(self.kr.settings, **self.state.options)
+        opts = self.kr.search_options(**self.state.options)
         started = time.perf_counter()
         hits = self.searcher.search(query, opts, self.state.filter)
         searched = time.perf_counter()
@@ -147,7 +146,7 @@ class Session:
     def _set_option(self, key: str, value: Any) -> None:
         """Set a SearchOptions override, validated now (so the error comes with the command, not later)."""
         options = {**self.state.options, key: value}
-        SearchOptions.from_settings(self.kr.settings, **options)
+        self.kr.search_options(**options)
         self.state.options = options
         self.err.print(f"[dim]{key} = {value}[/]", highlight=False)
 
@@ -172,7 +171,7 @@ class Session:
             "dense_weight": _float(parts[0], "weights"),
             "sparse_weight": _float(parts[1], "weights"),
         }
-        SearchOptions.from_settings(self.kr.settings, **options)
+        self.kr.search_options(**options)
         self.state.options = options
         self.err.print(f"[dim]weights = dense {parts[0]}, sparse {parts[1]}[/]", highlight=False)
 
@@ -231,7 +230,7 @@ class Session:
         self.err.print(f"[dim]collection {arg} opened in {seconds:.1f} s[/]", highlight=False)
 
     def cmd_show(self, arg: str) -> None:  # noqa: ARG002
-        opts = SearchOptions.from_settings(self.kr.settings, **self.state.options)
+        opts = self.kr.search_options(**self.state.options)
         name = self.searcher.collection.name if self.searcher else "-"
         self.err.print(
             f"collection {name}; k {opts.k}; mode {opts.mode}; fusion {opts.fusion}; prefetch {opts.prefetch_k}; "

@@ -2,7 +2,7 @@
 
 One decorator, so a new option or a new fusion method appears in every command at once. The fusion choices
 come from the registry (``kret.engine.fusion``). The decorated command receives them as one ``search_opts``
-dict, ready for ``SearchOptions.from_settings(settings, **search_opts)`` (None = settings / collection).
+dict, ready for ``Kret.search_options(**search_opts)`` (None = settings / collection).
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from typing import Any
 import click
 
 from kret.engine.fusion import DEFAULT_FUSION, fusion_names, get_fusion
+from kret.engine.store import DEFAULT_HNSW_EF
 from kret.errors import UserInputError
 
-_KEYS = ("mode", "fusion", "rrf_k", "prefetch_k", "dense_weight", "sparse_weight", "fusion_param")
+_KEYS = ("mode", "fusion", "rrf_k", "prefetch_k", "dense_weight", "sparse_weight", "fusion_param", "hnsw_ef")
 
 
 def parse_fusion_params(items: tuple[str, ...]) -> dict[str, float] | None:
@@ -73,6 +74,12 @@ def search_options(func: Callable[..., Any]) -> Callable[..., Any]:
             multiple=True,
             metavar="NAME=VALUE",
             help="A parameter of a client-side fusion (e.g. adaptive's bias=0.3); repeatable.",
+        ),
+        click.option(
+            "--hnsw-ef",
+            type=click.IntRange(1, 100_000),
+            help="Beam width of the dense branch's HNSW search: larger is closer to exact search and slower "
+            f"(default {DEFAULT_HNSW_EF}; bench/README.md §2e).",
         ),
     ]
     for decorate in reversed(decorators):

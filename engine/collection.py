@@ -14,20 +14,8 @@ from typing import Any
 from kret.engine.models import ModelInfo
 from kret.engine.store import Backend, Store
 from kret.errors import CollectionNotFoundError, ModelMismatchError
-from kret.settings import Settings
 
 MANIFEST_VERSION = 1
-
-
-def make_backend(settings: Settings) -> Backend:
-    """Qdrant Edge under KRET_HOME unless a server URL is configured."""
-    if settings.server_mode:
-        from kret.engine.server_store import ServerBackend
-
-        return ServerBackend.from_settings(settings)
-    from kret.engine.edge_store import EdgeBackend
-
-    return EdgeBackend(settings.collections_dir)
 
 
 def build_manifest(

@@ -356,7 +356,11 @@ class EdgeStore(Store):
     ) -> tuple[dict[str, list[tuple[str, float]]], list[RawHit]]:
         q = _edge()
         flt = self._filter(spec.conditions)
-        params = q.SearchParams(exact=True) if spec.exact else None
+        params = (
+            q.SearchParams(exact=spec.exact, hnsw_ef=spec.hnsw_ef)
+            if spec.exact or spec.hnsw_ef is not None
+            else None
+        )
         hybrid = len(branches) > 1
 
         def nearest(branch: str):

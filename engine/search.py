@@ -21,11 +21,18 @@ from kret.engine.collection import Collection
 from kret.engine.embedder import Embedder
 from kret.engine.fusion import DEFAULT_FUSION, get_fusion
 from kret.engine.sparse import KiwiBM25Encoder
-from kret.engine.store import CHUNK_KEYS, INTEGER_INDEXES, KEYWORD_INDEXES, Condition, QuerySpec, RawHit
-from kret.engine.types import Hit, SearchFilter
+from kret.engine.store import (
+    CHUNK_KEYS,
+    DEFAULT_HNSW_EF,
+    INTEGER_INDEXES,
+    KEYWORD_INDEXES,
+    Condition,
+    QuerySpec,
+    RawHit,
+)
+from kret.engine.types import FusionKind, Hit, SearchFilter, SearchMode, positive_finite
 from kret.errors import EmptyQueryError, UnknownFilterKeyError, UserInputError
 from kret.indexer.loaders import canonical_source_type, source_types
-from kret.settings import FusionKind, SearchMode, Settings, positive_finite
 
 _MODES = ("dense", "sparse", "hybrid")
 
@@ -48,28 +55,27 @@ class SearchOptions:
     # Exact (brute-force) nearest neighbours instead of the HNSW graph: slower, no approximation; for
     # measuring what HNSW costs in recall on a collection (bench/branch_runs.py ``dense-exact``).
     exact: bool = False
+    # HNSW beam width of the dense branch (Qdrant's ``hnsw_ef``); None = the store's ``DEFAULT_HNSW_EF``.
+    hnsw_ef: int | None = None
 
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> SearchOptions:
-        base = cls(
-            mode=settings.search_mode,
-            fusion=settings.fusion,
-            rrf_k=settings.rrf_k,
-            prefetch_k=settings.prefetch_k,
-            dense_weight=settings.dense_weight,
-            sparse_weight=settings.sparse_weight,
-        )
-        unknown = sorted(set(overrides) - {f.name for f in fields(cls)})
+    def with_overrides(self, **overrides: Any) -> SearchOptions:
+        """These options with each override that is not None put in their place, then validated.
+
+        None means "keep the default" (a CLI flag left unset), so callers can pass every option they
+        know without deciding which were given. The defaults themselves come from whoever built ``self``
+        (``kret.wiring.search_options`` fills them from the application settings)."""
+        unknown = sorted(set(overrides) - {f.name for f in fields(self)})
         if unknown:  # a misspelt option (``fusoin="rrf"``) must not silently leave the default in force
             raise TypeError(
                 f"unknown search option(s) {', '.join(unknown)} "
-                f"(options: {', '.join(f.name for f in fields(cls))})"
+                f"(options: {', '.join(f.name for f in fields(self))})"
             )
+        out = replace(self)
         for key, value in overrides.items():
             if value is not None:
-                setattr(base, key, value)
-        base.validate()
-        return base
+                setattr(out, key, value)
+        out.validate()
+        return out
 
     def validate(self) -> None:
         """The checks every search goes through, whether options came from flags, settings or code."""
@@ -81,6 +87,14 @@ class SearchOptions:
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise UserInputError(f"{name} must be a whole number of at least 1, got {value!r}")
             setattr(self, name, int(value))
+        if self.hnsw_ef is not None:
+            if (
+                isinstance(self.hnsw_ef, bool)
+                or not isinstance(self.hnsw_ef, numbers.Integral)
+                or self.hnsw_ef < 1
+            ):
+                raise UserInputError(f"hnsw_ef must be a whole number of at least 1, got {self.hnsw_ef!r}")
+            self.hnsw_ef = int(self.hnsw_ef)
         for name in ("dense_weight", "sparse_weight"):
             try:
                 setattr(self, name, positive_finite(name, getattr(self, name)))
@@ -244,6 +258,7 @@ class Searcher:
             fusion_params=dict(opts.fusion_params),
             conditions=conds,
             exact=exact,
+            hnsw_ef=opts.hnsw_ef or DEFAULT_HNSW_EF,
         )
 
     def search(

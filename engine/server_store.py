@@ -50,8 +50,6 @@ from kret.errors import CollectionNotFoundError, StoreError, UserInputError
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
 
-    from kret.settings import Settings
-
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 # Points per upsert request: keeps one request well under the server's request-size limit (32 MiB REST).
 _UPSERT_BATCH = 256
@@ -358,7 +356,11 @@ class ServerStore(Store):
         from qdrant_client import models
 
         flt = self._filter(spec.conditions)
-        params = models.SearchParams(exact=True) if spec.exact else None
+        params = (
+            models.SearchParams(exact=spec.exact, hnsw_ef=spec.hnsw_ef)
+            if spec.exact or spec.hnsw_ef is not None
+            else None
+        )
         hybrid = len(branches) > 1
 
         def nearest(branch: str) -> tuple[Any, str]:
@@ -456,24 +458,32 @@ class ServerBackend(Backend):
         self.where = where or describe_client(client)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, prefix: str = "kret") -> ServerBackend:
+    def connect(
+        cls,
+        url: str,
+        *,
+        api_key: str | None = None,
+        prefer_grpc: bool = False,
+        timeout: float = 30.0,
+        prefix: str = "kret",
+        shard_number: int | None = None,
+        replication_factor: int | None = None,
+        write_consistency_factor: int | None = None,
+    ) -> ServerBackend:
         """Connect and check the server answers now, so a wrong URL or a down server fails at start-up with
-        one clear line rather than deep inside an ingest."""
+        one clear line rather than deep inside an ingest. ``url=":memory:"`` is qdrant-client's local mode.
+        ``timeout`` is in seconds (rounded up to a whole second, at least 1: the client takes an int)."""
         from qdrant_client import QdrantClient
 
-        url = settings.qdrant_url
-        if not url:
-            raise StoreError("no Qdrant server configured (set KRET_QDRANT_URL)")
         if url == ":memory:":
             client = QdrantClient(":memory:")
         else:
-            api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
             try:
                 client = QdrantClient(
                     url=url,
                     api_key=api_key,
-                    prefer_grpc=settings.qdrant_prefer_grpc,
-                    timeout=max(1, math.ceil(settings.qdrant_timeout)),
+                    prefer_grpc=prefer_grpc,
+                    timeout=max(1, math.ceil(timeout)),
                     # The client's own check runs in a thread and only warns; ours below runs after the
                     # reachability probe, so a down server gives one error, not a warning and an error.
                     check_compatibility=False,
@@ -483,9 +493,9 @@ class ServerBackend(Backend):
         backend = cls(
             client,
             prefix=prefix,
-            shard_number=settings.shard_number,
-            replication_factor=settings.replication_factor,
-            write_consistency_factor=settings.write_consistency_factor,
+            shard_number=shard_number,
+            replication_factor=replication_factor,
+            write_consistency_factor=write_consistency_factor,
             where=url,
         )
         try:

@@ -61,6 +61,15 @@ class Condition:
     value: Any
 
 
+# The dense branch's HNSW beam width (Qdrant's ``hnsw_ef``; Qdrant searches with max(ef, limit)). Qdrant's own
+# default is the index's build width, ef_construct = 100: on the 22k-chunk korquad-dev-hard collection that
+# returned 96 % of exact search's top 10 and cost dense NDCG@10 0.012. 300 is the smallest width that returns
+# >= 99 % of exact search's top 10 for 1,000 questions from another set (no relevance labels looked at);
+# dense p50 1.9 -> 4.1 ms, hybrid 7.8 -> 12.4 ms there (bench/README.md §2e, bench/hnsw_ef.py). Collections
+# below Qdrant's full-scan threshold (~6,600 chunks of 384 floats) are searched exactly anyway.
+DEFAULT_HNSW_EF = 300
+
+
 @dataclass
 class QuerySpec:
     mode: Literal["dense", "sparse", "hybrid"]
@@ -74,6 +83,7 @@ class QuerySpec:
     fusion_params: dict[str, float] = field(default_factory=dict)  # a client-side method's parameters
     conditions: list[Condition] = field(default_factory=list)
     exact: bool = False
+    hnsw_ef: int | None = DEFAULT_HNSW_EF  # HNSW beam width of the dense search; None = the index's own (100)
     with_payload: bool = True
 
 

@@ -1,15 +1,38 @@
-"""Value types shared by the engine's store, search and callers."""
+"""Value types shared by the engine's store, search and callers.
+
+The engine owns these; the application's settings module imports them from here, so the engine never needs
+the application settings to name a search mode or check a weight.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+SearchMode = Literal["dense", "sparse", "hybrid"]
+FusionKind = str  # a name in kret.engine.fusion's registry (validated against it)
 
 # How long-running work reports itself, all keywords so each caller sends only what it knows:
 # ``stage=`` ("read", "embed", "query", "pairs"…) with ``total=`` to start a bar and ``advance=`` to move it,
 # ``note=`` a one-line status message, plus counters a view may show (``chunks=``, ``tokens=``, ``mining=``).
 ProgressFn = Callable[..., None]
+
+
+def positive_finite(name: str, value: float) -> float:
+    """The one check of a weight-like number (settings, CLI flags and ``SearchOptions`` all use it).
+
+    NaN and infinity pass ``> 0``-style checks in surprising ways (``inf > 0``; NaN compares false and
+    then turns every fused score into NaN, which is not even valid JSON), so they are refused by name.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    if value <= 0:
+        raise ValueError(f"{name} must be greater than 0, got {value}")
+    return float(value)
 
 
 @dataclass(frozen=True)

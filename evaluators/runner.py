@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kret.engine.search import SearchOptions
+from kret.engine.store import DEFAULT_HNSW_EF
 from kret.engine.types import ProgressFn
 from kret.evaluators.beir import BeirDataset, load_beir
 from kret.evaluators.metrics import DEFAULT_KS, chunks_to_docs, evaluate
@@ -66,7 +67,7 @@ def evaluate_dataset(
     if summary.interrupted:
         raise KeyboardInterrupt
 
-    opts = SearchOptions.from_settings(kr.settings, k=max(depth, max(ks)), **search_overrides)
+    opts = kr.search_options(k=max(depth, max(ks)), **search_overrides)
     query_ids = list(ds.queries)
     if max_queries:
         query_ids = query_ids[:max_queries]
@@ -114,6 +115,8 @@ def evaluate_dataset(
         "fusion_params": dict(opts.fusion_params),
         "rrf_k": opts.rrf_k,
         "prefetch_k": opts.prefetch_k,
+        # the dense branch's HNSW beam width changes results on collections above Qdrant's full-scan size
+        "hnsw_ef": opts.hnsw_ef or DEFAULT_HNSW_EF,
         "weights": {"dense": opts.dense_weight, "sparse": opts.sparse_weight},
         "depth": opts.k,
         "collection": name,

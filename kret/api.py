@@ -22,7 +22,6 @@ from kret.engine.collection import (
     build_manifest,
     check_model,
     check_serving,
-    make_backend,
     open_collection,
     recorded_serving,
 )
@@ -38,6 +37,7 @@ from kret.errors import EmptyQueryError, KretError, UserInputError
 from kret.indexer.chunker import Chunker, ChunkingParams
 from kret.indexer.loaders import discover
 from kret.settings import Settings, load_settings
+from kret.wiring import make_backend, search_options
 
 if TYPE_CHECKING:
     from kret.evaluators.tune import TuneResult
@@ -448,6 +448,11 @@ class Kret:
         return report
 
     # searching ------------------------------------------------------------------------------------------
+    def search_options(self, **overrides: Any) -> SearchOptions:
+        """The options a search is served with: this Kret's settings, then every override that is not None
+        (an unknown name raises TypeError); validated."""
+        return search_options(self.settings, **overrides)
+
     def search(
         self,
         query: str,
@@ -462,7 +467,7 @@ class Kret:
         """One-off search (opens and closes the collection); use ``open()`` for many queries."""
         if not query or not query.strip():
             raise EmptyQueryError("the query is empty")
-        opts = SearchOptions.from_settings(self.settings, k=k, mode=mode, **options)
+        opts = self.search_options(k=k, mode=mode, **options)
         searcher = self.open(collection, model)
         try:
             return searcher.search(query, opts, filter)

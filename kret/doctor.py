@@ -447,9 +447,10 @@ def _model_fingerprint(registry: Any, built: dict[str, Any]) -> tuple[str | None
 def check_collections(settings: Settings, report: DoctorReport) -> None:
     """Each collection: manifest readable, model present with the recorded fingerprint, documents and chunks
     consistent (every document marker's chunk count adds up to the chunks stored), versions left behind."""
-    from kret.engine.collection import make_backend, open_collection
+    from kret.engine.collection import open_collection
     from kret.engine.models import ModelRegistry
     from kret.errors import IndexInUseError, KretError
+    from kret.wiring import make_backend
 
     try:
         backend = make_backend(settings)

@@ -243,7 +243,7 @@ class KretRetriever(BaseRetriever):
         if isinstance(k, bool) or not isinstance(k, numbers.Integral):
             raise UserInputError(f"k must be a whole number, not {k!r}")
         values["k"] = int(k)
-        return SearchOptions.from_settings(self._kr.settings, **values)
+        return self._kr.search_options(**values)
 
     def _request(self, query: Any, kwargs: dict[str, Any]) -> SearchRequest:
         if not isinstance(query, str):

@@ -9,7 +9,6 @@ environment itself.
 from __future__ import annotations
 
 import difflib
-import math
 import os
 import re
 from pathlib import Path
@@ -23,10 +22,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-SearchMode = Literal["dense", "sparse", "hybrid"]
+from kret.engine.types import FusionKind, SearchMode, positive_finite
+
 Runtime = Literal["openvino", "torch"]
 Precision = Literal["auto", "fp32", "int8"]
-FusionKind = str  # a name in kret.engine.fusion's registry (validated against it)
 
 
 def _default_home() -> Path:
@@ -47,21 +46,6 @@ NON_SETTING_PREFIXES = ("KRET_TEST_", "KRET_BENCH_", "KRET_REGRESS_")
 
 #: torch device types kret can embed on; an index after a colon (``cuda:1``) is allowed.
 _DEVICE = re.compile(r"^(cpu|cuda|mps|xpu|npu|hpu)(:\d+)?$")
-
-
-def positive_finite(name: str, value: float) -> float:
-    """The one check of a weight-like number (settings, CLI flags and ``SearchOptions`` all use it).
-
-    NaN and infinity pass ``> 0``-style checks in surprising ways (``inf > 0``; NaN compares false and
-    then turns every fused score into NaN, which is not even valid JSON), so they are refused by name.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value}")
-    if value <= 0:
-        raise ValueError(f"{name} must be greater than 0, got {value}")
-    return float(value)
 
 
 class Settings(BaseSettings):
@@ -142,6 +126,12 @@ class Settings(BaseSettings):
     )
     rrf_k: int = Field(60, ge=1)
     prefetch_k: int = Field(100, ge=1, description="Candidates each branch hands to fusion.")
+    hnsw_ef: int | None = Field(
+        None,
+        ge=1,
+        description="Beam width of the dense branch's HNSW search (larger: closer to exact search, slower); "
+        "None = kret's default, 300 (kret.engine.store.DEFAULT_HNSW_EF).",
+    )
     dense_weight: float = Field(
         1.0, description="RRF only, > 0: Qdrant's weighted RRF stretches ranks by 1/w."
     )

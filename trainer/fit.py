@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from kret.engine.models import ModelInfo
 from kret.errors import TrainingError, UserInputError
 
+from .allocator import large_blocks_mapped
 from .losses import DEFAULT_LOSS, LOSSES, LossContext, get_loss
 from .memory import DEFAULT_MEMORY_GB, mini_batch_for, model_shape, resident_bytes
 
@@ -457,7 +458,8 @@ def fit(
         start_step = int(json.loads((resume_from / "trainer_state.json").read_text())["global_step"])
     started = time.perf_counter()
     try:
-        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
+        with large_blocks_mapped(active=not cuda):
+            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
     except torch.OutOfMemoryError as exc:
         raise TrainingError(
             f"out of memory at batch size {batch_size}: set a mini batch size (--mini-batch-size, the cached "

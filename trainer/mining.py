@@ -32,8 +32,8 @@ import numpy as np
 from kret.engine.search import SearchOptions
 from kret.errors import DatasetError, UserInputError
 
-from .mining_rules import DEFAULT_RULES, RULES, Candidate, QueryContext, build_rules
-from .queries import CollectionCatalog, TrainQuery
+from .mining_rules import DEFAULT_RULES, RULES, Candidate, QueryContext, Rule, build_rules
+from .queries import ChunkRecord, CollectionCatalog, TrainQuery
 
 __all__ = ["MiningParams", "MiningResult", "MiningStats", "mine_negatives"]
 
@@ -310,21 +310,64 @@ def mine_negatives(
     stats = MiningStats(queries_in=len(queries))
     for r in chosen_rules:
         (stats.dropped_by_rule if r.scope == "query" else stats.removed_by_rule)[r.name] = 0
-    depth = max(range_max, consistency_top_k or 0)
+    opts, branch_opts = _search_options(options, mode, max(range_max, consistency_top_k or 0), needs)
+
+    live = [q for q in queries if q.positive_doc_id in catalog.by_doc]
+    stats.dropped_no_positive = len(queries) - len(live)
+    ev = _gather_evidence(searcher, live, catalog, opts, branch_opts, needs, random_sample, seed, progress)
+
+    rows: list[dict[str, str]] = []
+    details: list[dict[str, Any]] = []
+    for i, q in enumerate(live):
+        mined = _mine_query(i, q, ev, params, chosen_rules, needs, catalog, exclude_docs, stats)
+        if mined is not None:
+            rows.append(mined[0])
+            details.append(mined[1])
+    stats.check()
+    return MiningResult(rows, stats, params, details)
+
+
+@dataclass
+class _Evidence:
+    """What every query is judged on, gathered for all queries at once (batched searches, one store pass)."""
+
+    hits: list[list[Any]]  # per query, the served result list
+    branch_hits: dict[str, list[list[Any]]]  # per branch a rule needs and the served mode is not, its lists
+    qmat: np.ndarray  # the query embeddings, one row per query
+    random_levels: np.ndarray | None  # per query, the "unrelated" score level (only when a rule needs it)
+    vectors: dict[str, np.ndarray]  # dense vectors of every candidate and every positive document's chunks
+    fresh_of: dict[int, np.ndarray]  # query index -> its freshly embedded positive text (inverse cloze)
+
+
+def _search_options(
+    options: SearchOptions | None, mode: str, depth: int, needs: set[str]
+) -> tuple[SearchOptions, dict[str, SearchOptions]]:
+    """Search deep enough for the rank range and the consistency check, plus any branch list a rule needs."""
     if options is None:
         opts = SearchOptions(k=depth, mode=mode, prefetch_k=max(100, depth))
     else:
         opts = SearchOptions(**{**options.__dict__, "k": depth, "mode": mode})
         opts.prefetch_k = max(opts.prefetch_k, depth)
-    branch_opts = {
+    branch_opts: dict[str, SearchOptions] = {
         b: SearchOptions(**{**opts.__dict__, "mode": b})
         for b in ("dense", "sparse")
         if b in needs and b != mode
     }
+    return opts, branch_opts
 
-    live = [q for q in queries if q.positive_doc_id in catalog.by_doc]
-    stats.dropped_no_positive = len(queries) - len(live)
 
+def _gather_evidence(
+    searcher: Any,
+    live: list[TrainQuery],
+    catalog: CollectionCatalog,
+    opts: SearchOptions,
+    branch_opts: dict[str, SearchOptions],
+    needs: set[str],
+    random_sample: int,
+    seed: int,
+    progress: Callable[..., None] | None,
+) -> _Evidence:
+    """Batch the searches and the store reads up front: per-query calls would dominate the mining time."""
     # 1. the served result lists (and the branch lists a rule needs) and the query embeddings
     hits_per_query: list[list[Any]] = []
     branch_hits: dict[str, list[list[Any]]] = {b: [] for b in branch_opts}
@@ -362,112 +405,150 @@ def mine_negatives(
         else np.zeros((0, 1), dtype=np.float32)
     )
     fresh_of = {i: fresh_vecs[j] for j, i in enumerate(fresh)}
+    return _Evidence(hits_per_query, branch_hits, qmat, random_levels, vectors, fresh_of)
 
-    rows: list[dict[str, str]] = []
-    details: list[dict[str, Any]] = []
-    for i, (q, hits) in enumerate(zip(live, hits_per_query, strict=True)):
-        qv = qmat[i]
-        doc_chunks = catalog.by_doc[q.positive_doc_id or ""]
-        # the positive passage and its dense score
-        if q.positive_chunk_id and q.positive_chunk_id in catalog.chunks:
-            pos_chunk = catalog.chunks[q.positive_chunk_id]
-        else:
-            scored = [(float(qv @ vectors[c.id]), c) for c in doc_chunks if c.id in vectors]
-            pos_chunk = max(scored, key=lambda t: t[0])[1] if scored else doc_chunks[0]
-        if i in fresh_of:
-            pos_vec = fresh_of[i]
-            pos_passage = q.positive_text or ""
-        else:
-            pos_vec = vectors.get(pos_chunk.id)
-            pos_passage = pos_chunk.embed_text
-        if pos_vec is None:  # a chunk without a dense vector cannot be scored: nothing to guard against
-            stats.dropped_no_positive += 1
+
+def _mine_query(
+    i: int,
+    q: TrainQuery,
+    ev: _Evidence,
+    params: MiningParams,
+    chosen_rules: list[Rule],
+    needs: set[str],
+    catalog: CollectionCatalog,
+    exclude_docs: set[str] | frozenset[str],
+    stats: MiningStats,
+) -> tuple[dict[str, str], dict[str, Any]] | None:
+    """One query's row and its provenance, or None (counted in ``stats``) when the query cannot make a row."""
+    qv = ev.qmat[i]
+    hits = ev.hits[i]
+    pos_chunk, pos_vec, pos_passage = _positive(q, qv, catalog, ev.vectors, ev.fresh_of.get(i))
+    if pos_vec is None:  # a chunk without a dense vector cannot be scored: nothing to guard against
+        stats.dropped_no_positive += 1
+        return None
+    pos_score = float(qv @ pos_vec)
+    served = _doc_ranks(hits)
+    ctx = QueryContext(
+        qid=q.qid,
+        positive_doc_id=q.positive_doc_id or "",
+        pos_score=pos_score,
+        random_score=float(ev.random_levels[i]) if ev.random_levels is not None else None,
+        served_doc_ranks=served,
+        dense_rank=(_doc_ranks(ev.branch_hits["dense"][i]) if "dense" in ev.branch_hits else served)
+        if "dense" in needs
+        else None,
+        sparse_rank=(_doc_ranks(ev.branch_hits["sparse"][i]) if "sparse" in ev.branch_hits else served)
+        if "sparse" in needs
+        else None,
+    )
+    dropping = next((r for r in chosen_rules if r.scope == "query" and r.drop_query(ctx)), None)
+    if dropping is not None:
+        stats.dropped_by_rule[dropping.name] += 1
+        return None
+    eligible = _eligible(q, hits, ctx, qv, params, chosen_rules, catalog, ev.vectors, exclude_docs, stats)
+    chosen = _choose(q, eligible, params)
+    stats.not_selected += len(eligible) - len(chosen)
+    if len(chosen) < params.n_negatives:
+        stats.queries_short += 1
+        stats.negatives_of_short_queries += len(chosen)
+        return None
+    stats.kept_negatives += len(chosen)
+    stats.queries_kept += 1
+    row = {"anchor": q.query, "positive": pos_passage}
+    for j, (_, _, _, text) in enumerate(chosen, start=1):
+        row[f"negative_{j}"] = text
+    detail: dict[str, Any] = {
+        "qid": q.qid,
+        "source": q.source,
+        "positive_doc_id": q.positive_doc_id,
+        "positive_chunk_id": pos_chunk.id,
+        "positive_score": round(pos_score, 6),
+        "negatives": [
+            {"chunk_id": cid, "rank": rank, "score": round(score, 6)} for rank, cid, score, _ in chosen
+        ],
+    }
+    if ctx.random_score is not None:
+        detail["random_score"] = round(ctx.random_score, 6)
+    return row, detail
+
+
+def _positive(
+    q: TrainQuery,
+    qv: np.ndarray,
+    catalog: CollectionCatalog,
+    vectors: dict[str, np.ndarray],
+    fresh_vec: np.ndarray | None,
+) -> tuple[ChunkRecord, np.ndarray | None, str]:
+    """What the negatives are measured against: a document-level positive names no single passage."""
+    doc_chunks = catalog.by_doc[q.positive_doc_id or ""]
+    if q.positive_chunk_id and q.positive_chunk_id in catalog.chunks:
+        pos_chunk = catalog.chunks[q.positive_chunk_id]
+    else:
+        scored = [(float(qv @ vectors[c.id]), c) for c in doc_chunks if c.id in vectors]
+        pos_chunk = max(scored, key=lambda t: t[0])[1] if scored else doc_chunks[0]
+    if fresh_vec is not None:
+        return pos_chunk, fresh_vec, q.positive_text or ""
+    return pos_chunk, vectors.get(pos_chunk.id), pos_chunk.embed_text
+
+
+def _eligible(
+    q: TrainQuery,
+    hits: list[Any],
+    ctx: QueryContext,
+    qv: np.ndarray,
+    params: MiningParams,
+    chosen_rules: list[Rule],
+    catalog: CollectionCatalog,
+    vectors: dict[str, np.ndarray],
+    exclude_docs: set[str] | frozenset[str],
+    stats: MiningStats,
+) -> list[tuple[int, str, float, str]]:
+    """The candidates no rule suspects of being a false negative, each removal counted by the first rule."""
+    eligible: list[tuple[int, str, float, str]] = []  # rank, chunk id, dense score, text
+    in_range = removed_here = 0
+    for h in hits:
+        stats.candidates_seen += 1
+        if h.doc_id in exclude_docs and h.doc_id != q.positive_doc_id:
+            stats.removed_heldout += 1
             continue
-        pos_score = float(qv @ pos_vec)
-        served = _doc_ranks(hits)
-        ctx = QueryContext(
-            qid=q.qid,
-            positive_doc_id=q.positive_doc_id or "",
-            pos_score=pos_score,
-            random_score=float(random_levels[i]) if random_levels is not None else None,
-            served_doc_ranks=served,
-            dense_rank=(_doc_ranks(branch_hits["dense"][i]) if "dense" in branch_hits else served)
-            if "dense" in needs
-            else None,
-            sparse_rank=(_doc_ranks(branch_hits["sparse"][i]) if "sparse" in branch_hits else served)
-            if "sparse" in needs
-            else None,
+        if h.doc_id == q.positive_doc_id:
+            stats.removed_same_document += 1
+            continue
+        if not params.range_min <= h.rank <= params.range_max:
+            stats.removed_range += 1
+            continue
+        in_range += 1
+        vec = vectors.get(h.chunk_id)
+        dense = float(qv @ vec) if vec is not None else float("nan")
+        cand = Candidate(h.rank, h.chunk_id, h.doc_id, dense)
+        removing = next(
+            (
+                r
+                for r in chosen_rules
+                if r.scope == "candidate" and not (np.isfinite(dense) and r.keep(ctx, cand))
+            ),
+            None,
         )
-        dropping = next((r for r in chosen_rules if r.scope == "query" and r.drop_query(ctx)), None)
-        if dropping is not None:
-            stats.dropped_by_rule[dropping.name] += 1
+        if removing is not None:
+            stats.removed_by_rule[removing.name] += 1
+            removed_here += 1
             continue
-        # the candidates, rule by rule
-        eligible: list[tuple[int, str, float, str]] = []  # rank, chunk id, dense score, text
-        in_range = removed_here = 0
-        for h in hits:
-            stats.candidates_seen += 1
-            if h.doc_id in exclude_docs and h.doc_id != q.positive_doc_id:
-                stats.removed_heldout += 1
-                continue
-            if h.doc_id == q.positive_doc_id:
-                stats.removed_same_document += 1
-                continue
-            if not range_min <= h.rank <= range_max:
-                stats.removed_range += 1
-                continue
-            in_range += 1
-            vec = vectors.get(h.chunk_id)
-            dense = float(qv @ vec) if vec is not None else float("nan")
-            cand = Candidate(h.rank, h.chunk_id, h.doc_id, dense)
-            removing = next(
-                (
-                    r
-                    for r in chosen_rules
-                    if r.scope == "candidate" and not (np.isfinite(dense) and r.keep(ctx, cand))
-                ),
-                None,
-            )
-            if removing is not None:
-                stats.removed_by_rule[removing.name] += 1
-                removed_here += 1
-                continue
-            record = catalog.chunks.get(h.chunk_id)
-            text = record.embed_text if record is not None else h.text
-            eligible.append((h.rank, h.chunk_id, dense, text))
-        if removed_here:
-            stats.queries_touched_by_rules += 1
-            if removed_here == in_range:
-                stats.queries_emptied_by_rules += 1
-        if strategy == "top" or len(eligible) <= n_negatives:
-            chosen = eligible[:n_negatives]
-        else:
-            rng = random.Random(f"{seed}:{q.qid}:{q.query}")
-            picked = sorted(rng.sample(range(len(eligible)), n_negatives))
-            chosen = [eligible[j] for j in picked]
-        stats.not_selected += len(eligible) - len(chosen)
-        if len(chosen) < n_negatives:
-            stats.queries_short += 1
-            stats.negatives_of_short_queries += len(chosen)
-            continue
-        stats.kept_negatives += len(chosen)
-        stats.queries_kept += 1
-        row = {"anchor": q.query, "positive": pos_passage}
-        for j, (_, _, _, text) in enumerate(chosen, start=1):
-            row[f"negative_{j}"] = text
-        rows.append(row)
-        detail: dict[str, Any] = {
-            "qid": q.qid,
-            "source": q.source,
-            "positive_doc_id": q.positive_doc_id,
-            "positive_chunk_id": pos_chunk.id,
-            "positive_score": round(pos_score, 6),
-            "negatives": [
-                {"chunk_id": cid, "rank": rank, "score": round(score, 6)} for rank, cid, score, _ in chosen
-            ],
-        }
-        if ctx.random_score is not None:
-            detail["random_score"] = round(ctx.random_score, 6)
-        details.append(detail)
-    stats.check()
-    return MiningResult(rows, stats, params, details)
+        record = catalog.chunks.get(h.chunk_id)
+        text = record.embed_text if record is not None else h.text
+        eligible.append((h.rank, h.chunk_id, dense, text))
+    if removed_here:
+        stats.queries_touched_by_rules += 1
+        if removed_here == in_range:
+            stats.queries_emptied_by_rules += 1
+    return eligible
+
+
+def _choose(
+    q: TrainQuery, eligible: list[tuple[int, str, float, str]], params: MiningParams
+) -> list[tuple[int, str, float, str]]:
+    """The n negatives of the row; a sample is seeded per query so the query order does not change it."""
+    if params.strategy == "top" or len(eligible) <= params.n_negatives:
+        return eligible[: params.n_negatives]
+    rng = random.Random(f"{params.seed}:{q.qid}:{q.query}")
+    picked = sorted(rng.sample(range(len(eligible)), params.n_negatives))
+    return [eligible[j] for j in picked]

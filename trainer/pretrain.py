@@ -30,6 +30,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,7 @@ from .wiki import FORMATS, detect_format, read_wiki
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from kret.api import Kret
+    from kret.engine.runtimes.torch_rt import TorchEmbedder
 
 __all__ = ["RUN_FILE", "PAIRS_FILE", "hash_input", "pretrain", "runs_dir"]
 
@@ -275,17 +277,7 @@ def pretrain(
         raise UserInputError("resuming needs the run name of the run to continue (--run-name)")
     run_name = check_run_name(run_name or f"pt-{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir, previous = _open_run(kr, run_name, fit_cfg.resume)
-
-    # "default" means the model new collections get (settings, then the registry's default), as everywhere.
-    base_info = kr.resolve_model(
-        None if base in ("", "default") else base,
-        progress=(lambda msg: progress(note=msg)) if progress else None,
-    )
-    if previous and previous.get("base", {}).get("fingerprint") not in (None, base_info.fingerprint):
-        raise UserInputError(
-            f"run {run_name!r} was started from base model {previous['base'].get('name')} "
-            f"({previous['base']['fingerprint'][:12]}), not {base_info.short}"
-        )
+    base_info = _resolve_base(kr, base, run_name, previous, progress)
     request = {
         "wiki": str(wiki.resolve()),
         "format": fmt_resolved,
@@ -297,6 +289,108 @@ def pretrain(
         "consistency_sample": consistency_sample,
         "seed": seed,
     }
+    emb = _load_embedder(kr, base_info, fit_cfg)
+    prompts = dict(emb.prompts)
+    token_budget = emb.max_seq_length - emb.prompt_overhead
+    if max_body_tokens is not None:
+        token_budget = min(token_budget, max_body_tokens)
+    pairs_file = run_dir / PAIRS_FILE
+
+    if progress:
+        progress(note=f"hashing inputs under {wiki}")
+    data_hash = hash_input(wiki)
+    run = _Run(
+        name=run_name,
+        dir=run_dir,
+        previous=previous,
+        base=base_info,
+        wiki=wiki,
+        fmt=fmt_resolved,
+        mix=mix,
+        request=request,
+        data_hash=data_hash,
+        mix_hashes=[hash_input(p) for p, _ in mix],
+        pairs_file=pairs_file,
+        token_budget=token_budget,
+        prompts=prompts,
+    )
+    pair_set = _pairs(
+        run,
+        emb,
+        resume=fit_cfg.resume,
+        max_pairs=max_pairs,
+        min_body_chars=min_body_chars,
+        consistency=consistency,
+        consistency_sample=consistency_sample,
+        seed=seed,
+        progress=progress,
+    )
+    model = emb.model
+    del emb
+
+    run_info = _record_run(run, pair_set, fit_cfg, progress)
+    final_dir, train_stats = _train(kr, run, fit_cfg, model, progress)
+    del model
+
+    if not is_main_process():
+        barrier()  # rank 0 registers meanwhile
+        return kr.registry.get((run_dir / REGISTERED_FILE).read_text().strip())
+    lineage = _lineage(
+        run, run_info, pair_set, fit_cfg, train_stats, seed, max_pairs, max_body_tokens, started
+    )
+    return _register(kr, run, final_dir, lineage, run_info, train_stats, set_default, keep_checkpoints)
+
+
+@dataclass
+class _Run:
+    """One run's resolved inputs, named once so every later step records exactly the same values."""
+
+    name: str
+    dir: Path
+    previous: dict[str, Any]  # what an earlier attempt recorded in run.json (empty for a new run)
+    base: ModelInfo
+    wiki: Path
+    fmt: str
+    mix: list[tuple[Path, float]]
+    request: dict[str, Any]  # what was asked; a resume must ask the same to reuse the pairs
+    data_hash: dict[str, Any]
+    mix_hashes: list[dict[str, Any]]
+    pairs_file: Path
+    token_budget: int
+    prompts: dict[str, str]
+
+
+@dataclass
+class _PairSet:
+    """The pairs file's hash and the counts that explain it, the same whether built now or reused."""
+
+    sha256: str
+    counts: dict[str, Any]
+    stats: dict[str, Any]
+    mix: list[dict[str, Any]]
+    consistency: dict[str, Any] | None
+    count: int
+
+
+def _resolve_base(
+    kr: Kret, base: str, run_name: str, previous: dict[str, Any], progress: ProgressFn | None
+) -> ModelInfo:
+    """The base model, refused when a resumed run started from another one (its checkpoints would not fit)."""
+    # "default" means the model new collections get (settings, then the registry's default), as everywhere.
+    base_info = kr.resolve_model(
+        None if base in ("", "default") else base,
+        progress=(lambda msg: progress(note=msg)) if progress else None,
+    )
+    if previous and previous.get("base", {}).get("fingerprint") not in (None, base_info.fingerprint):
+        raise UserInputError(
+            f"run {run_name!r} was started from base model {previous['base'].get('name')} "
+            f"({previous['base']['fingerprint'][:12]}), not {base_info.short}"
+        )
+    return base_info
+
+
+def _load_embedder(kr: Kret, base_info: ModelInfo, fit_cfg: FitConfig) -> TorchEmbedder:
+    """One trainable copy of the base serves pair building, the consistency filter and then ``fit``."""
     from kret.engine.runtimes.torch_rt import TorchEmbedder
 
     # Loaded outside kr's cache because training changes its weights in place: the same model object is
@@ -312,148 +406,197 @@ def pretrain(
         raise UserInputError(
             f"matryoshka dims {fit_cfg.matryoshka_dims}: {base_info.name} embeds in {emb.dimension} dimensions"
         )
-    prompts = dict(emb.prompts)
-    token_budget = emb.max_seq_length - emb.prompt_overhead
-    if max_body_tokens is not None:
-        token_budget = min(token_budget, max_body_tokens)
-    pairs_file = run_dir / PAIRS_FILE
+    return emb
 
-    if progress:
-        progress(note=f"hashing inputs under {wiki}")
-    data_hash = hash_input(wiki)
-    mix_hashes = [hash_input(p) for p, _ in mix]
 
+def _pairs(
+    run: _Run,
+    emb: TorchEmbedder,
+    *,
+    resume: bool,
+    max_pairs: int | None,
+    min_body_chars: int,
+    consistency: int | None,
+    consistency_sample: int,
+    seed: int,
+    progress: ProgressFn | None,
+) -> _PairSet:
+    """The pairs to train on: a resumed run must continue on the very pairs its checkpoints saw."""
+    previous = run.previous
     reuse = (
-        fit_cfg.resume
-        and previous.get("request") == request
-        and previous.get("data", {}).get("sha256") == data_hash["sha256"]
-        and pairs_file.is_file()
-        and _sha256_file(pairs_file) == previous.get("pairs", {}).get("sha256")
+        resume
+        and previous.get("request") == run.request
+        and previous.get("data", {}).get("sha256") == run.data_hash["sha256"]
+        and run.pairs_file.is_file()
+        and _sha256_file(run.pairs_file) == previous.get("pairs", {}).get("sha256")
     )
     if reuse:
-        pairs_sha = previous["pairs"]["sha256"]
-        counts = previous["pair_counts"]
-        pair_stats = previous["pair_stats"]
-        mix_report = previous["mix"]
-        consistency_info = previous["consistency"]
-        n_pairs = previous["pairs"]["count"]
-        if progress:
-            progress(note=f"resuming run {run_name}: reusing {pairs_file} ({n_pairs:,} pairs, hash matches)")
-    else:
-        if fit_cfg.resume and previous.get("pairs"):
-            raise TrainingError(
-                f"run {run_name!r}: its pairs file is missing or changed, or the inputs differ from the first "
-                "attempt; a checkpoint cannot continue on other data — start a new run name"
-            )
-        wiki_pairs, stats = _build_pairs(
-            wiki,
-            fmt_resolved,
-            max_pairs=max_pairs,
-            count_tokens=_single_counter(emb.count_tokens),
-            token_budget=token_budget,
-            min_body_chars=min_body_chars,
-            progress=progress,
+        pair_set = _PairSet(
+            sha256=previous["pairs"]["sha256"],
+            counts=previous["pair_counts"],
+            stats=previous["pair_stats"],
+            mix=previous["mix"],
+            consistency=previous["consistency"],
+            count=previous["pairs"]["count"],
         )
-        if len(wiki_pairs) < 2:
-            raise TrainingError(
-                f"{wiki}: only {len(wiki_pairs)} usable title/body pair(s) ({stats.summary()})"
+        if progress:
+            progress(
+                note=f"resuming run {run.name}: reusing {run.pairs_file} ({pair_set.count:,} pairs, hash matches)"
             )
-        counts = {"wiki_pairs": len(wiki_pairs)}
-        pairs = wiki_pairs
-        mix_report: list[dict[str, Any]] = []
-        if mix:
-            sources = [(p, r, list(read_pairs_jsonl(p))) for p, r in mix]
-            pairs, mix_report = _mix_all(wiki_pairs, sources, seed)
-            for entry, h in zip(mix_report, mix_hashes, strict=True):
-                entry["sha256"] = h["sha256"]
-            counts["after_mix"] = len(pairs)
-        consistency_info = None
-        if consistency is not None:
-            if progress:
-                progress(
-                    note=f"consistency filter: top-{consistency} of {consistency_sample} under {base_info.name}"
-                )
-            pairs, dropped = consistency_filter(
-                pairs,
-                emb.encode_queries,
-                emb.encode_passages,
-                top_k=consistency,
-                sample_size=consistency_sample,
-                seed=seed,
-            )
-            consistency_info = {"top_k": consistency, "sample_size": consistency_sample, "dropped": dropped}
-            counts["after_consistency"] = len(pairs)
-        counts["final"] = len(pairs)
-        pair_stats = stats.as_dict()
-        # Every rank of a multi-GPU run builds the same list; the atomic rename makes the writes harmless.
-        pairs_sha = write_pairs_jsonl(pairs, pairs_file)
-        n_pairs = len(pairs)
-    model = emb.model
-    del emb
+        return pair_set
+    if resume and previous.get("pairs"):
+        raise TrainingError(
+            f"run {run.name!r}: its pairs file is missing or changed, or the inputs differ from the first "
+            "attempt; a checkpoint cannot continue on other data — start a new run name"
+        )
+    return _new_pairs(
+        run,
+        emb,
+        max_pairs=max_pairs,
+        min_body_chars=min_body_chars,
+        consistency=consistency,
+        consistency_sample=consistency_sample,
+        seed=seed,
+        progress=progress,
+    )
 
+
+def _new_pairs(
+    run: _Run,
+    emb: TorchEmbedder,
+    *,
+    max_pairs: int | None,
+    min_body_chars: int,
+    consistency: int | None,
+    consistency_sample: int,
+    seed: int,
+    progress: ProgressFn | None,
+) -> _PairSet:
+    """Build, mix and filter the pairs, then write them: training reads them back from the hashed file."""
+    wiki_pairs, stats = _build_pairs(
+        run.wiki,
+        run.fmt,
+        max_pairs=max_pairs,
+        count_tokens=_single_counter(emb.count_tokens),
+        token_budget=run.token_budget,
+        min_body_chars=min_body_chars,
+        progress=progress,
+    )
+    if len(wiki_pairs) < 2:
+        raise TrainingError(
+            f"{run.wiki}: only {len(wiki_pairs)} usable title/body pair(s) ({stats.summary()})"
+        )
+    counts = {"wiki_pairs": len(wiki_pairs)}
+    pairs = wiki_pairs
+    mix_report: list[dict[str, Any]] = []
+    if run.mix:
+        sources = [(p, r, list(read_pairs_jsonl(p))) for p, r in run.mix]
+        pairs, mix_report = _mix_all(wiki_pairs, sources, seed)
+        for entry, h in zip(mix_report, run.mix_hashes, strict=True):
+            entry["sha256"] = h["sha256"]
+        counts["after_mix"] = len(pairs)
+    consistency_info: dict[str, Any] | None = None
+    if consistency is not None:
+        if progress:
+            progress(
+                note=f"consistency filter: top-{consistency} of {consistency_sample} under {run.base.name}"
+            )
+        pairs, dropped = consistency_filter(
+            pairs,
+            emb.encode_queries,
+            emb.encode_passages,
+            top_k=consistency,
+            sample_size=consistency_sample,
+            seed=seed,
+        )
+        consistency_info = {"top_k": consistency, "sample_size": consistency_sample, "dropped": dropped}
+        counts["after_consistency"] = len(pairs)
+    counts["final"] = len(pairs)
+    pair_stats = stats.as_dict()
+    # Every rank of a multi-GPU run builds the same list; the atomic rename makes the writes harmless.
+    pairs_sha = write_pairs_jsonl(pairs, run.pairs_file)
+    return _PairSet(pairs_sha, counts, pair_stats, mix_report, consistency_info, len(pairs))
+
+
+def _record_run(
+    run: _Run, pair_set: _PairSet, fit_cfg: FitConfig, progress: ProgressFn | None
+) -> dict[str, Any]:
+    """Write run.json before the long training, so an interrupted run can be resumed and traced."""
     run_info: dict[str, Any] = {
-        "name": run_name,
+        "name": run.name,
         "status": "training",
-        "request": request,
-        "base": {"name": base_info.name, "fingerprint": base_info.fingerprint, "source": base_info.source},
-        "data": {"path": str(wiki.resolve()), "format": fmt_resolved, **data_hash},
+        "request": run.request,
+        "base": {"name": run.base.name, "fingerprint": run.base.fingerprint, "source": run.base.source},
+        "data": {"path": str(run.wiki.resolve()), "format": run.fmt, **run.data_hash},
         "pairs": {
-            "path": str(pairs_file),
-            "sha256": pairs_sha,
-            "count": n_pairs,
-            "token_budget": token_budget,
+            "path": str(run.pairs_file),
+            "sha256": pair_set.sha256,
+            "count": pair_set.count,
+            "token_budget": run.token_budget,
         },
-        "pair_stats": pair_stats,
-        "pair_counts": counts,
-        "mix": mix_report,
-        "consistency": consistency_info,
+        "pair_stats": pair_set.stats,
+        "pair_counts": pair_set.counts,
+        "mix": pair_set.mix,
+        "consistency": pair_set.consistency,
         "hyperparameters": fit_cfg.as_dict(),
     }
     if is_main_process():
-        write_json_atomic(run_dir / RUN_FILE, run_info)
+        write_json_atomic(run.dir / RUN_FILE, run_info)
     if progress:
         progress(
             pairs={
-                "pair_stats": pair_stats,
-                "pair_counts": counts,
-                "mix": mix_report,
-                "consistency": consistency_info,
+                "pair_stats": pair_set.stats,
+                "pair_counts": pair_set.counts,
+                "mix": pair_set.mix,
+                "consistency": pair_set.consistency,
             }
         )
+    return run_info
 
+
+def _train(
+    kr: Kret, run: _Run, fit_cfg: FitConfig, model: Any, progress: ProgressFn | None
+) -> tuple[Path, dict[str, Any]]:
+    """Train on the pairs as written (not the list in memory), with the memory the filter held given back."""
     if fit_cfg.torch_threads is None and kr.settings.threads:
         fit_cfg.torch_threads = kr.settings.threads
-    rows = _pairs_to_rows(pairs_file)
+    rows = _pairs_to_rows(run.pairs_file)
     gc.collect()
     _free_cuda_cache()  # the consistency filter's activations
-    final_dir, train_stats = fit(
-        base_info, rows, fit_cfg, run_dir=run_dir, prompts=prompts, progress=progress, model=model
-    )
-    del model
+    return fit(run.base, rows, fit_cfg, run_dir=run.dir, prompts=run.prompts, progress=progress, model=model)
 
-    if not is_main_process():
-        barrier()  # rank 0 registers meanwhile
-        return kr.registry.get((run_dir / REGISTERED_FILE).read_text().strip())
 
+def _lineage(
+    run: _Run,
+    run_info: dict[str, Any],
+    pair_set: _PairSet,
+    fit_cfg: FitConfig,
+    train_stats: dict[str, Any],
+    seed: int,
+    max_pairs: int | None,
+    max_body_tokens: int | None,
+    started: float,
+) -> dict[str, Any]:
+    """Name every input by hash, so a registered version can be traced to the data, code and settings."""
     from kret import __version__
     from kret.evaluators.report import git_commit
 
-    lineage = {
+    return {
         "kind": "pretrain",
         "recipe": "KoE5-PT: Korean Wikipedia title -> body, in-batch negatives",
         "data": [
-            {"path": str(wiki.resolve()), "format": fmt_resolved, **data_hash},
+            {"path": str(run.wiki.resolve()), "format": run.fmt, **run.data_hash},
             *(
                 {"path": str(p.resolve()), "format": "pairs-jsonl", **h}
-                for (p, _), h in zip(mix, mix_hashes, strict=True)
+                for (p, _), h in zip(run.mix, run.mix_hashes, strict=True)
             ),
         ],
         "pairs": run_info["pairs"],
-        "pair_stats": pair_stats,
-        "pair_counts": counts,
-        "mix": mix_report,
-        "consistency": consistency_info,
-        "prompts": prompts,
+        "pair_stats": pair_set.stats,
+        "pair_counts": pair_set.counts,
+        "mix": pair_set.mix,
+        "consistency": pair_set.consistency,
+        "prompts": run.prompts,
         "hyperparameters": {
             **fit_cfg.as_dict(),
             "data_seed": seed,
@@ -461,20 +604,33 @@ def pretrain(
             "max_body_tokens": max_body_tokens,
         },
         "train": train_stats,
-        "run": {"name": run_name, "dir": str(run_dir)},
+        "run": {"name": run.name, "dir": str(run.dir)},
         "kret_version": __version__,
         "git_commit": git_commit(),
         "training_seconds": round(time.perf_counter() - started, 2),
     }
-    info = kr.registry.register(final_dir, base=base_info, lineage=lineage, prefix="pt")
+
+
+def _register(
+    kr: Kret,
+    run: _Run,
+    final_dir: Path,
+    lineage: dict[str, Any],
+    run_info: dict[str, Any],
+    train_stats: dict[str, Any],
+    set_default: bool,
+    keep_checkpoints: bool,
+) -> ModelInfo:
+    """Register on rank 0 and mark the run done, which releases the other ranks waiting at the barrier."""
+    info = kr.registry.register(final_dir, base=run.base, lineage=lineage, prefix="pt")
     if set_default:
         kr.registry.set_default(info.name)
     run_info.update(status="registered", version=info.name, train=train_stats)
-    write_json_atomic(run_dir / RUN_FILE, run_info)
-    (run_dir / REGISTERED_FILE).write_text(info.name + "\n")
+    write_json_atomic(run.dir / RUN_FILE, run_info)
+    (run.dir / REGISTERED_FILE).write_text(info.name + "\n")
     barrier()
     if not keep_checkpoints:
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        shutil.rmtree(run.dir / "checkpoints", ignore_errors=True)
     return kr.registry.get(info.name)
 
 

@@ -108,20 +108,20 @@ def test_kiwi_workers_come_from_settings(monkeypatch):
 
 
 def test_search_options_reject_unknown_keys():
-    from kret.engine.search import SearchOptions
+    from kret.wiring import search_options
 
     s = load_settings()
     with pytest.raises(TypeError, match="fusoin"):
-        SearchOptions.from_settings(s, fusoin="rrf")
-    assert SearchOptions.from_settings(s, fusion="rrf").fusion == "rrf"
+        search_options(s, fusoin="rrf")
+    assert search_options(s, fusion="rrf").fusion == "rrf"
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -1.0, 0.0])
 def test_search_options_weights_checked(value):
-    from kret.engine.search import SearchOptions
+    from kret.wiring import search_options
 
     with pytest.raises(UserInputError, match="dense_weight"):
-        SearchOptions.from_settings(load_settings(), fusion="rrf", dense_weight=value)
+        search_options(load_settings(), fusion="rrf", dense_weight=value)
 
 
 @pytest.mark.parametrize("flag", ["nan", "inf", "-2"])

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from kret.engine.store import DEFAULT_HNSW_EF
 from kret.engine.types import SearchFilter
 from kret.errors import (
     CollectionNotFoundError,
@@ -16,6 +17,7 @@ from kret.errors import (
     IndexInUseError,
     ModelMismatchError,
     UnknownFilterKeyError,
+    UserInputError,
 )
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "ko"
@@ -226,9 +228,10 @@ def test_hybrid_hits_carry_branch_scores(tiny_kret, docs):
             assert b.rank >= 1
 
 
-def test_exact_search_option_reaches_the_store(tiny_kret, docs, monkeypatch):
+def test_exact_search_and_beam_width_reach_the_store(tiny_kret, docs, monkeypatch):
     """``SearchOptions(exact=True)`` asks the store for brute-force neighbours (what bench/branch_runs.py's
-    ``dense-exact`` branch measures HNSW against); the default keeps the graph."""
+    ``dense-exact`` branch measures HNSW against); the default keeps the graph; ``hnsw_ef`` (from the
+    options, else from ``Settings.hnsw_ef``) reaches the store as the graph search's beam width."""
     from kret.engine.search import SearchOptions
 
     tiny_kret.index([docs], collection="c")
@@ -237,14 +240,20 @@ def test_exact_search_option_reaches_the_store(tiny_kret, docs, monkeypatch):
     original = type(searcher.collection.store).query
 
     def query(store, spec):
-        seen.append(spec.exact)
+        seen.append((spec.exact, spec.hnsw_ef))
         return original(store, spec)
 
     monkeypatch.setattr(type(searcher.collection.store), "query", query)
     try:
         default = searcher.search("김치", SearchOptions(mode="dense"))
         exact = searcher.search("김치", SearchOptions(mode="dense", exact=True))
+        wide = searcher.search("김치", SearchOptions(mode="hybrid", hnsw_ef=500))
+        tiny_kret.settings.hnsw_ef = 64
+        searcher.search("김치", tiny_kret.search_options(mode="dense"))
     finally:
         searcher.collection.close()
-    assert seen == [False, True]
+    assert seen == [(False, DEFAULT_HNSW_EF), (True, DEFAULT_HNSW_EF), (False, 500), (False, 64)]
     assert [h.chunk_id for h in exact] == [h.chunk_id for h in default]  # a small collection: the same hits
+    assert wide
+    with pytest.raises(UserInputError, match="hnsw_ef"):
+        SearchOptions(hnsw_ef=0).validate()

@@ -30,6 +30,7 @@ from typing import ClassVar
 import pytest
 from qdrant_client import QdrantClient
 
+from kret import wiring
 from kret.engine.edge_store import EdgeBackend
 from kret.engine.fusion import FusionInput, get_fusion
 from kret.engine.server_errors import translate_error
@@ -158,7 +159,7 @@ def make_backend(kind: str, root: Path) -> Backend:
         return EdgeBackend(root / "collections")
     if kind == "memory":
         return ServerBackend(QdrantClient(":memory:"), prefix="t")
-    return ServerBackend.from_settings(
+    return wiring.server_backend(
         load_settings(qdrant_url=SERVER_URL, **SERVER_SETTINGS), prefix=f"kret_t{uuid.uuid4().hex[:10]}"
     )
 
@@ -333,6 +334,9 @@ def test_dense_query(ro: Store) -> None:
     assert [h.branches["dense"].rank for h in hits] == [1, 2, 3, 4]
     assert set(hits[0].branches) == {"dense"}
     assert ro.query(spec(mode="dense", dense=dense("a", 1), limit=2, exact=True))[0].id == A1
+    assert ids(ro.query(spec(mode="dense", dense=dense("a", 1), hnsw_ef=256))) == ids(hits)
+    hybrid = spec(mode="hybrid", dense=dense("b", 0), sparse=sparse({4: 1.0}), hnsw_ef=256)
+    assert ro.query(hybrid)[0].id == B0  # the beam width reaches the hybrid's dense prefetch too
 
 
 def test_sparse_query(ro: Store) -> None:
@@ -695,8 +699,8 @@ def test_server_store_refuses_to_recreate(server_backend: ServerBackend) -> None
         s.create(DIM, MANIFEST)
 
 
-def test_from_settings_memory() -> None:
-    backend = ServerBackend.from_settings(load_settings(qdrant_url=":memory:"))
+def test_connect_memory() -> None:
+    backend = ServerBackend.connect(":memory:")
     try:
         assert backend.kind == "server" and backend.list_collections() == []
     finally:
@@ -710,13 +714,12 @@ def _listening(host: str, port: int) -> bool:
 
 
 @pytest.mark.parametrize("grpc", [False, True])
-def test_from_settings_unreachable_fails_fast(grpc: bool) -> None:
+def test_connect_unreachable_fails_fast(grpc: bool) -> None:
     url = "http://127.0.0.1:9"  # discard port: nothing listens there
     if grpc and _listening("127.0.0.1", 6334):
         pytest.skip("a Qdrant gRPC port is open here (the client dials 6334 whatever the URL's port)")
-    settings = load_settings(qdrant_url=url, qdrant_prefer_grpc=grpc, qdrant_timeout=3)
     with pytest.raises(StoreError, match=r"^cannot reach Qdrant at http://127\.0\.0\.1:9: ") as info:
-        ServerBackend.from_settings(settings)
+        ServerBackend.connect(url, prefer_grpc=grpc, timeout=3)
     assert "\n" not in str(info.value)
 
 
@@ -765,7 +768,7 @@ def _error(text: str) -> dict:
 
 def test_rest_errors_become_one_line_kret_errors(fake_qdrant) -> None:
     url, handler = fake_qdrant
-    backend = ServerBackend.from_settings(load_settings(qdrant_url=url))
+    backend = ServerBackend.connect(url)
     try:
         store = ServerStore(backend.client, "t_docs__v0001", NAME, "v0001")
         handler.routes["/collections/t_docs__v0001/points/count"] = (
@@ -790,10 +793,10 @@ def test_rest_refused_api_key_and_foreign_server(fake_qdrant) -> None:
     url, handler = fake_qdrant
     handler.routes["/collections"] = (401, _error("Must provide an API key or an Authorization bearer token"))
     with pytest.raises(StoreError, match="refused access"):
-        ServerBackend.from_settings(load_settings(qdrant_url=url, qdrant_api_key="wrong"))
+        ServerBackend.connect(url, api_key="wrong")
     handler.routes["/collections"] = (404, {"detail": "no such page"})
     with pytest.raises(StoreError, match=r"^cannot reach Qdrant at .*is it a Qdrant server"):
-        ServerBackend.from_settings(load_settings(qdrant_url=url))
+        ServerBackend.connect(url)
 
 
 def test_grpc_errors_translate() -> None:
