@@ -102,6 +102,10 @@ class ServerStore(Store):
         self._shard_number = shard_number
         self._replication_factor = replication_factor
         self._write_consistency_factor = write_consistency_factor
+        # qdrant-client's local mode (":memory:" or a path) always scans every vector and warns on every query
+        # that names an HNSW width; the width means nothing there, so it is not sent.
+        opts = getattr(client, "init_options", None) or {}
+        self._local = opts.get("location") == ":memory:" or bool(opts.get("path"))
 
     # plumbing ---------------------------------------------------------------------------------------
     def _call(self, fn: Callable[[QdrantClient], _T]) -> _T:
@@ -356,9 +360,10 @@ class ServerStore(Store):
         from qdrant_client import models
 
         flt = self._filter(spec.conditions)
+        hnsw_ef = None if self._local else spec.hnsw_ef
         params = (
-            models.SearchParams(exact=spec.exact, hnsw_ef=spec.hnsw_ef)
-            if spec.exact or spec.hnsw_ef is not None
+            models.SearchParams(exact=spec.exact, hnsw_ef=hnsw_ef)
+            if spec.exact or hnsw_ef is not None
             else None
         )
         hybrid = len(branches) > 1

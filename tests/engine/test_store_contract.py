@@ -20,6 +20,7 @@ import socket
 import tempfile
 import threading
 import uuid
+import warnings
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -337,6 +338,15 @@ def test_dense_query(ro: Store) -> None:
     assert ids(ro.query(spec(mode="dense", dense=dense("a", 1), hnsw_ef=256))) == ids(hits)
     hybrid = spec(mode="hybrid", dense=dense("b", 0), sparse=sparse({4: 1.0}), hnsw_ef=256)
     assert ro.query(hybrid)[0].id == B0  # the beam width reaches the hybrid's dense prefetch too
+
+
+def test_default_search_warns_nothing(ro: Store) -> None:
+    """The default HNSW width is sent with every dense search; qdrant-client's local mode (where it means
+    nothing) used to warn on every query because of it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ro.query(spec(mode="dense", dense=dense("a", 1)))
+        ro.query(spec(mode="hybrid", dense=dense("b", 0), sparse=sparse({4: 1.0})))
 
 
 def test_sparse_query(ro: Store) -> None:
