@@ -1,7 +1,7 @@
 """The embedded store at a million chunks: build time, disk, peak RSS of indexing and of searching, latency.
 
     python bench/store_scale.py build --chunks 1000000 --dir /tmp/kret-scale     # one process
-    python bench/store_scale.py search --dir /tmp/kret-scale --queries 300       # a fresh process
+    python bench/store_scale.py search --dir /tmp/kret-scale --queries 300       # a fresh process (--hnsw-ef N)
     python bench/store_scale.py build --chunks 100000 --dir /tmp/kret-scale-100k # a smaller point
 
 No model runs: embedding a million chunks would take days on this machine and tells nothing about the
@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from kret.engine.edge_store import EdgeStore
-from kret.engine.store import Condition, DocumentWrite, QuerySpec
+from kret.engine.store import DEFAULT_HNSW_EF, Condition, DocumentWrite, QuerySpec
 from kret.engine.types import SparseVec
 
 KOWIKI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kowiki" / "text"
@@ -230,7 +230,9 @@ def search(args: argparse.Namespace) -> None:
     store = EdgeStore(args.dir / "shard", "scale")
     open_s = time.perf_counter() - t0
     live = [Condition("kind", "chunk")]
+    hnsw_ef = args.hnsw_ef or None  # 0: Qdrant's own width (the index's ef_construct, 100)
     report: dict = {"step": "search", "open_s": round(open_s, 2), "rss_before_open_gb": round(base_rss, 2)}
+    report["hnsw_ef"] = hnsw_ef
     report["chunks"] = store.count_chunks()
     qvecs, _ = synth.dense(args.queries + 20 + 50, noise=0.05)
     qsparse = [synth.sparse(int(synth.rng.integers(2, 7))) for _ in range(args.queries + 20)]
@@ -247,6 +249,7 @@ def search(args: argparse.Namespace) -> None:
                 prefetch_k=100,
                 fusion="dbsf",
                 conditions=live,
+                hnsw_ef=hnsw_ef,
             )
             t = time.perf_counter()
             hits = store.query(spec)
@@ -262,7 +265,9 @@ def search(args: argparse.Namespace) -> None:
     recalls = []
     exact_ms = []
     for v in qvecs[-50:]:
-        spec = QuerySpec(mode="dense", limit=10, dense=v.tolist(), conditions=live, with_payload=False)
+        spec = QuerySpec(
+            mode="dense", limit=10, dense=v.tolist(), conditions=live, with_payload=False, hnsw_ef=hnsw_ef
+        )
         approx = {h.id for h in store.query(spec)}
         spec.exact = True
         t = time.perf_counter()
@@ -295,6 +300,12 @@ def main() -> None:
     s = sub.add_parser("search")
     s.add_argument("--dir", type=Path, required=True)
     s.add_argument("--queries", type=int, default=300)
+    s.add_argument(
+        "--hnsw-ef",
+        type=int,
+        default=DEFAULT_HNSW_EF,
+        help=f"dense HNSW beam width (default kret's, {DEFAULT_HNSW_EF}; 0 = Qdrant's own, 100)",
+    )
     args = ap.parse_args()
     build(args) if args.cmd == "build" else search(args)
 
