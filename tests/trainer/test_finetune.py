@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from korquad_data import doc_id_of, korquad, write_corpus
+from scratch import isolated_module_env
 
 N_DOCS = 8
 
@@ -25,14 +24,7 @@ def indexed(tiny_model_dir):
     """
     from kret.api import Kret
 
-    base = Path(
-        tempfile.mkdtemp(prefix="kret-ft-", dir="/dev/shm" if os.access("/dev/shm", os.W_OK) else None)
-    )
-    with pytest.MonkeyPatch.context() as mp:
-        for key in list(os.environ):
-            if key.startswith("KRET_") and key != "KRET_TEST_CACHE":
-                mp.delenv(key, raising=False)
-        mp.setenv("KRET_CONFIG", str(base / "no-kret.toml"))
+    with isolated_module_env("kret-ft-") as base:
         docs, pairs = korquad(N_DOCS)
         paths = write_corpus(base / "docs", docs)
         Kret(home=base / "home", model=str(tiny_model_dir)).index([base / "docs"], collection="docs")
@@ -44,7 +36,6 @@ def indexed(tiny_model_dir):
             encoding="utf-8",
         )
         yield base / "home", qfile, {k: doc_id_of(p) for k, p in paths.items()}
-    shutil.rmtree(base, ignore_errors=True)
 
 
 def _cli(home: Path, *args: str):

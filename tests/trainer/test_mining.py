@@ -8,13 +8,10 @@ negatives of queries whose positive is that chunk.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-from pathlib import Path
 
 import pytest
 from korquad_data import BENCH, doc_id_of, korquad, write_corpus
+from scratch import isolated_module_env
 from shared_data import require
 
 N_DOCS = 20
@@ -28,14 +25,7 @@ def corpus(tiny_model_dir):
     require(BENCH)
     from kret.api import Kret
 
-    base = Path(
-        tempfile.mkdtemp(prefix="kret-mining-", dir="/dev/shm" if os.access("/dev/shm", os.W_OK) else None)
-    )
-    with pytest.MonkeyPatch.context() as mp:
-        for key in list(os.environ):
-            if key.startswith("KRET_") and key != "KRET_TEST_CACHE":
-                mp.delenv(key, raising=False)
-        mp.setenv("KRET_CONFIG", str(base / "no-kret.toml"))
+    with isolated_module_env("kret-mining-") as base:
         docs, pairs = korquad(N_DOCS)
         paths = write_corpus(base / "docs", docs)
         kr = Kret(home=base / "home", model=str(tiny_model_dir), embed_batch_size=32, chunk_tokens=64)
@@ -57,7 +47,6 @@ def corpus(tiny_model_dir):
         kr.index([base / "docs"])
         ids = {k: doc_id_of(p) for k, p in paths.items()}
         yield kr, ids, [(q, ids[d]) for q, d in pairs], paths
-    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
