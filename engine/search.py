@@ -82,19 +82,13 @@ class SearchOptions:
         if self.mode not in _MODES:
             raise UserInputError(f"unknown search mode {self.mode!r} (choose dense, sparse or hybrid)")
         method = get_fusion(self.fusion or DEFAULT_FUSION)
-        for name in ("k", "rrf_k", "prefetch_k"):
+        for name in ("k", "rrf_k", "prefetch_k", "hnsw_ef"):
             value = getattr(self, name)
+            if value is None and name == "hnsw_ef":  # unset: the store's default width
+                continue
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise UserInputError(f"{name} must be a whole number of at least 1, got {value!r}")
             setattr(self, name, int(value))
-        if self.hnsw_ef is not None:
-            if (
-                isinstance(self.hnsw_ef, bool)
-                or not isinstance(self.hnsw_ef, numbers.Integral)
-                or self.hnsw_ef < 1
-            ):
-                raise UserInputError(f"hnsw_ef must be a whole number of at least 1, got {self.hnsw_ef!r}")
-            self.hnsw_ef = int(self.hnsw_ef)
         for name in ("dense_weight", "sparse_weight"):
             try:
                 setattr(self, name, positive_finite(name, getattr(self, name)))
