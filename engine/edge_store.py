@@ -17,13 +17,12 @@ import json
 import os
 import shutil
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from kret.engine import diskspace
 from kret.engine.fusion import QdrantFusion
-from kret.engine.locks import MUTATION_WAIT_S, FileLock, folder_in_use, is_held
+from kret.engine.locks import CollectionLocks, folder_in_use
 from kret.engine.names import check_collection_name, collection_name_problem
 from kret.engine.store import (
     CHUNK_KEYS,
@@ -422,10 +421,7 @@ class EdgeBackend(Backend):
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._locks: dict[str, FileLock] = {}
-        # Versions this backend is building (created, not yet live): their build locks, held until
-        # ``activate`` or ``drop_version``.
-        self._building: dict[tuple[str, str], FileLock] = {}
+        self.locks = CollectionLocks(root / _LOCK_DIR)
 
     # paths: the one place a name becomes a path ------------------------------------------------------
     def _dir(self, name: str) -> Path:
@@ -444,50 +440,6 @@ class EdgeBackend(Backend):
                 f"refusing to remove {path}: {what} is not a folder kret made under {self.root.resolve()}"
             )
         return path
-
-    def _lock(self, filename: str) -> FileLock:
-        lock = self._locks.get(filename)
-        if lock is None:
-            lock = self._locks[filename] = FileLock(self.root / _LOCK_DIR / filename)
-        return lock
-
-    def _build_lock_path(self, name: str, version: str) -> Path:
-        return self.root / _LOCK_DIR / f"{name}@{version}.build"
-
-    @contextmanager
-    def mutation(self, name: str) -> Iterator[None]:
-        lock = self._lock(f"{check_collection_name(name)}.lock")
-        lock.acquire(
-            wait_s=MUTATION_WAIT_S,
-            busy=f"collection {name!r} is being changed by another kret process (waited {MUTATION_WAIT_S:.0f}s)",
-        )
-        try:
-            yield
-        finally:
-            lock.release()
-
-    @contextmanager
-    def writer(self, name: str) -> Iterator[None]:
-        lock = self._lock(f"{check_collection_name(name)}.writer")
-        lock.acquire(
-            wait_s=0,
-            busy=f"collection {name!r} is in use by another kret process (index, reindex or rm); wait for "
-            "it to finish",
-        )
-        try:
-            yield
-        finally:
-            lock.release()
-
-    def is_building(self, name: str, version: str) -> bool:
-        self._version_dir(name, version)
-        return (name, version) in self._building or is_held(self._build_lock_path(name, version))
-
-    def _end_build(self, name: str, version: str) -> None:
-        lock = self._building.pop((name, version), None)
-        if lock is not None:
-            self._build_lock_path(name, version).unlink(missing_ok=True)
-            lock.release()
 
     # Backend ------------------------------------------------------------------------------------------
     def list_collections(self) -> list[str]:
@@ -551,16 +503,14 @@ class EdgeBackend(Backend):
             )
             d.mkdir(parents=True, exist_ok=True)
             version = next_version(self.versions(name))
-            lock = FileLock(self._build_lock_path(name, version))
-            lock.acquire(wait_s=0, busy=f"version {version} of {name!r} is being built by another process")
+            self.locks.begin_build(name, version)
             try:
                 # The folder exists before the mutation lock is released: the next creator numbers past it
                 # and gc sees it together with its held build lock.
                 (d / version).mkdir()
             except BaseException:
-                lock.release()
+                self.locks.end_build(name, version)
                 raise
-            self._building[(name, version)] = lock
         return version, EdgeStore(d / version, name, create=True)
 
     def activate(self, name: str, version: str) -> None:
@@ -571,7 +521,7 @@ class EdgeBackend(Backend):
             tmp = d / f".CURRENT.{os.getpid()}.tmp"
             tmp.write_text(version + "\n")
             os.replace(tmp, d / "CURRENT")
-            self._end_build(name, version)
+            self.locks.end_build(name, version)
 
     def drop_version(self, name: str, version: str) -> None:
         path = self._version_dir(name, version)
@@ -580,15 +530,11 @@ class EdgeBackend(Backend):
                 raise UserInputError(
                     f"version {version} is the live version of {name!r}; drop the collection instead"
                 )
-            ours = (name, version) in self._building
-            if not ours and is_held(self._build_lock_path(name, version)):
+            if self.locks.building_elsewhere(name, version):
                 raise IndexInUseError(f"version {version} of {name!r} is being built by another kret process")
             if path.is_dir():
                 self._remove_version_folder(name, path)
-            if ours:
-                self._end_build(name, version)
-            else:
-                self._build_lock_path(name, version).unlink(missing_ok=True)
+            self.locks.forget_build(name, version)
 
     def _remove_version_folder(self, name: str, path: Path) -> None:
         self._owned_dir(self._dir(name), self.root, f"collection folder {name!r}")
@@ -618,7 +564,7 @@ class EdgeBackend(Backend):
                     f"refusing to remove {d}: it holds {', '.join(strange[:5])}, which kret does not make"
                 )
             for version in self.versions(name):
-                if (name, version) not in self._building and is_held(self._build_lock_path(name, version)):
+                if self.locks.building_elsewhere(name, version):
                     raise IndexInUseError(
                         f"version {version} of {name!r} is being built by another kret process"
                     )
@@ -628,7 +574,7 @@ class EdgeBackend(Backend):
             (d / "CURRENT").unlink(missing_ok=True)
             for version in self.versions(name):
                 self._remove_version_folder(name, d / version)
-                self._end_build(name, version)
+                self.locks.end_build(name, version)
             shutil.rmtree(d)
 
 

@@ -17,6 +17,12 @@ that is never deleted, so nobody can lock a file another process is about to unl
 
 The kernel drops every lock when its process dies (``kill -9`` included), so there are no stale locks to
 clean: a version left by a crash is an orphan that gc may remove.
+
+``CollectionLocks`` is the protocol for one backend. Qdrant Edge keeps its lock files next to the shards; a
+Qdrant server's backend keeps them under ``KRET_HOME/locks/<server>``, so the kret processes of one machine
+that share a server follow the same protocol. ``flock`` does not reach other machines: a server shared by
+several machines relies on the server's own atomic steps (creating a collection fails when it exists; the
+alias switch is one request), see docs/deployment.md.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ import fcntl
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from kret.errors import IndexInUseError
@@ -91,6 +99,88 @@ class FileLock:
             finally:
                 os.close(fd)
         self._thread_lock.release()
+
+
+class CollectionLocks:
+    """The mutation, writer and build locks of one backend's collections, as files in ``folder``.
+
+    Names must be checked by the caller (``names.check_collection_name``) before they reach a path here.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._locks: dict[str, FileLock] = {}
+        # Versions this process is building (created, not yet live): their build locks, held until
+        # ``end_build``.
+        self._building: dict[tuple[str, str], FileLock] = {}
+
+    def _lock(self, filename: str) -> FileLock:
+        lock = self._locks.get(filename)
+        if lock is None:
+            lock = self._locks[filename] = FileLock(self.folder / filename)
+        return lock
+
+    def _build_path(self, name: str, version: str) -> Path:
+        return self.folder / f"{name}@{version}.build"
+
+    @contextmanager
+    def mutation(self, name: str) -> Iterator[None]:
+        lock = self._lock(f"{name}.lock")
+        lock.acquire(
+            wait_s=MUTATION_WAIT_S,
+            busy=f"collection {name!r} is being changed by another kret process (waited {MUTATION_WAIT_S:.0f}s)",
+        )
+        try:
+            yield
+        finally:
+            lock.release()
+
+    @contextmanager
+    def writer(self, name: str) -> Iterator[None]:
+        lock = self._lock(f"{name}.writer")
+        lock.acquire(
+            wait_s=0,
+            busy=f"collection {name!r} is in use by another kret process (index, reindex or rm); wait for "
+            "it to finish",
+        )
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def begin_build(self, name: str, version: str) -> None:
+        """Mark ``version`` as being built by this process (call under the mutation lock)."""
+        lock = FileLock(self._build_path(name, version))
+        lock.acquire(wait_s=0, busy=f"version {version} of {name!r} is being built by another process")
+        self._building[(name, version)] = lock
+
+    def end_build(self, name: str, version: str) -> None:
+        """The build of ``version`` is over (it went live or was dropped); a no-op for another's build."""
+        lock = self._building.pop((name, version), None)
+        if lock is not None:
+            self._build_path(name, version).unlink(missing_ok=True)
+            lock.release()
+
+    def building_here(self, name: str, version: str) -> bool:
+        return (name, version) in self._building
+
+    def building_elsewhere(self, name: str, version: str) -> bool:
+        return not self.building_here(name, version) and is_held(self._build_path(name, version))
+
+    def is_building(self, name: str, version: str) -> bool:
+        return self.building_here(name, version) or is_held(self._build_path(name, version))
+
+    def versions_building(self, name: str) -> list[str]:
+        """Versions of ``name`` that a live process (this one included) is building."""
+        found = (p.name[len(name) + 1 : -len(".build")] for p in self.folder.glob(f"{name}@v*.build"))
+        return sorted(v for v in found if self.is_building(name, v))
+
+    def forget_build(self, name: str, version: str) -> None:
+        """Remove a dead build's lock file (its version was dropped); ours are released, not forgotten."""
+        if self.building_here(name, version):
+            self.end_build(name, version)
+        else:
+            self._build_path(name, version).unlink(missing_ok=True)
 
 
 def is_held(path: Path) -> bool:

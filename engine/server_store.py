@@ -18,9 +18,11 @@ import re
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kret.engine.fusion import QdrantFusion
+from kret.engine.locks import CollectionLocks
 from kret.engine.names import check_collection_name
 from kret.engine.server_errors import describe_client, one_line, translate_error
 from kret.engine.store import (
@@ -45,7 +47,7 @@ from kret.engine.store import (
     state_point,
 )
 from kret.engine.types import SparseVec, StoredPoint
-from kret.errors import CollectionNotFoundError, StoreError, UserInputError
+from kret.errors import CollectionNotFoundError, IndexInUseError, StoreError, UserInputError
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
@@ -450,6 +452,7 @@ class ServerBackend(Backend):
         replication_factor: int | None = None,
         write_consistency_factor: int | None = None,
         where: str | None = None,
+        lock_dir: Path | None = None,
     ) -> None:
         if not _NAME_RE.match(prefix):
             raise UserInputError(
@@ -461,6 +464,8 @@ class ServerBackend(Backend):
         self.replication_factor = replication_factor
         self.write_consistency_factor = write_consistency_factor
         self.where = where or describe_client(client)
+        # The kret processes of this machine that share the server follow engine.locks' protocol there.
+        self.locks = CollectionLocks(lock_dir) if lock_dir is not None else None
 
     @classmethod
     def connect(
@@ -474,10 +479,12 @@ class ServerBackend(Backend):
         shard_number: int | None = None,
         replication_factor: int | None = None,
         write_consistency_factor: int | None = None,
+        lock_dir: Path | None = None,
     ) -> ServerBackend:
         """Connect and check the server answers now, so a wrong URL or a down server fails at start-up with
         one clear line rather than deep inside an ingest. ``url=":memory:"`` is qdrant-client's local mode.
-        ``timeout`` is in seconds (rounded up to a whole second, at least 1: the client takes an int)."""
+        ``timeout`` is in seconds (rounded up to a whole second, at least 1: the client takes an int).
+        ``lock_dir``: where this machine's kret processes keep their lock files for this server."""
         from qdrant_client import QdrantClient
 
         if url == ":memory:":
@@ -502,6 +509,7 @@ class ServerBackend(Backend):
             replication_factor=replication_factor,
             write_consistency_factor=write_consistency_factor,
             where=url,
+            lock_dir=lock_dir,
         )
         try:
             client.get_collections()
@@ -600,7 +608,14 @@ class ServerBackend(Backend):
         return self._store(name, version)
 
     def new_version(self, name: str) -> tuple[str, Store]:
-        version = next_version(self.versions(name))
+        self._alias(name)
+        with self.mutation(name):
+            # The new version's Qdrant collection appears only at ``create``; a build begun here meanwhile is
+            # seen through its lock, so the next creator numbers past it.
+            building = self.locks.versions_building(name) if self.locks else []
+            version = next_version(self.versions(name) + building)
+            if self.locks:
+                self.locks.begin_build(name, version)
         return version, self._store(name, version)
 
     def activate(self, name: str, version: str) -> None:
@@ -608,40 +623,54 @@ class ServerBackend(Backend):
 
         alias = self._alias(name)
         collection = self._collection(name, version)
-        if not self._call(lambda c: c.collection_exists(collection)):
-            raise CollectionNotFoundError(f"collection {name!r} has no version {version}")
-        ops: list[Any] = []
-        if alias in self._aliases():
-            # The server rejects deleting an alias that does not exist, so only a re-point deletes first.
-            ops.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
-        ops.append(
-            models.CreateAliasOperation(
-                create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)
+        with self.mutation(name):
+            if not self._call(lambda c: c.collection_exists(collection)):
+                raise CollectionNotFoundError(f"collection {name!r} has no version {version}")
+            ops: list[Any] = []
+            if alias in self._aliases():
+                # The server rejects deleting an alias that does not exist, so only a re-point deletes first.
+                ops.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
+            ops.append(
+                models.CreateAliasOperation(
+                    create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)
+                )
             )
-        )
-        self._call(
-            lambda c: c.update_collection_aliases(change_aliases_operations=ops),
-            missing=f"collection {name!r} has no version {version}",
-        )
+            self._call(
+                lambda c: c.update_collection_aliases(change_aliases_operations=ops),
+                missing=f"collection {name!r} has no version {version}",
+            )
+            if self.locks:
+                self.locks.end_build(name, version)
 
     def drop_version(self, name: str, version: str) -> None:
-        if self.live_version(name) == version:
-            raise UserInputError(
-                f"version {version} is the live version of {name!r}; drop the collection instead"
-            )
         collection = self._collection(name, version)
-        self._call(lambda c: c.delete_collection(collection))
+        with self.mutation(name):
+            if self.live_version(name) == version:
+                raise UserInputError(
+                    f"version {version} is the live version of {name!r}; drop the collection instead"
+                )
+            if self.locks and self.locks.building_elsewhere(name, version):
+                raise IndexInUseError(f"version {version} of {name!r} is being built by another kret process")
+            self._call(lambda c: c.delete_collection(collection))
+            if self.locks:
+                self.locks.forget_build(name, version)
 
     def drop(self, name: str) -> None:
         from qdrant_client import models
 
         alias = self._alias(name)
-        if alias in self._aliases():
-            # Remove the alias first: a crash half-way leaves no collection that looks live.
-            op = models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))
-            self._call(lambda c: c.update_collection_aliases(change_aliases_operations=[op]))
-        for version in self.versions(name):
-            self.drop_version(name, version)
+        with self.writer(name), self.mutation(name):
+            for version in self.versions(name):
+                if self.locks and self.locks.building_elsewhere(name, version):
+                    raise IndexInUseError(
+                        f"version {version} of {name!r} is being built by another kret process"
+                    )
+            if alias in self._aliases():
+                # Remove the alias first: a crash half-way leaves no collection that looks live.
+                op = models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))
+                self._call(lambda c: c.update_collection_aliases(change_aliases_operations=[op]))
+            for version in self.versions(name):
+                self.drop_version(name, version)
 
     def close(self) -> None:
         self.client.close()

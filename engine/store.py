@@ -13,12 +13,15 @@ import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from kret.engine.fusion import FusionInput, QdrantFusion, get_fusion
+from kret.engine.locks import CollectionLocks
+from kret.engine.names import check_collection_name
 from kret.engine.types import BranchScore, SparseVec, StoredPoint
+from kret.errors import UserInputError
 from kret.indexer.document import KRET_NAMESPACE, doc_point_id
 
 DENSE = "dense"
@@ -45,6 +48,13 @@ KEYWORD_INDEXES = ("kind", "doc_id", "path", "source_type", "doc_hash")
 INTEGER_INDEXES = ("chunk_index",)
 # A collection version is ``v`` + at least four digits (``v0001``); both backends number them the same way.
 VERSION_RE = re.compile(r"^v(\d{4,})$")
+
+
+def _lock_key(name: str, version: str) -> tuple[str, str]:
+    """A checked (name, version): both end up in a lock file's name."""
+    if not isinstance(version, str) or not VERSION_RE.match(version):
+        raise UserInputError(f"{version!r} is not a collection version (v0001, v0002, ...)")
+    return check_collection_name(name), version
 
 
 def next_version(existing: Sequence[str]) -> str:
@@ -330,19 +340,25 @@ class Backend(ABC):
         what gc and ``collections list`` must see."""
         return self.list_collections()
 
+    # The lock protocol of ``engine.locks``; None: this backend's processes are not serialised (a bare
+    # ServerBackend without a lock folder, e.g. in a test over local mode).
+    locks: CollectionLocks | None = None
+
     @contextmanager
     def mutation(self, name: str) -> Iterator[None]:
         """Serialise create / switch / gc / drop of one collection between processes (``engine.locks``)."""
-        yield
+        with self.locks.mutation(check_collection_name(name)) if self.locks else nullcontext():
+            yield
 
     @contextmanager
     def writer(self, name: str) -> Iterator[None]:
         """Exclusive right to write one collection (index, reindex, rm); a second writer gets "in use"."""
-        yield
+        with self.locks.writer(check_collection_name(name)) if self.locks else nullcontext():
+            yield
 
     def is_building(self, name: str, version: str) -> bool:
         """Whether a live process is building this version (created, not yet switched to)."""
-        return False
+        return self.locks is not None and self.locks.is_building(*_lock_key(name, version))
 
     def open_live(self, name: str) -> Store | None:
         version = self.live_version(name)

@@ -7,6 +7,8 @@ settings fields meant for the engine; ``Kret`` and ``kret doctor`` go through it
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kret.engine.search import SearchOptions
@@ -35,6 +37,13 @@ def search_options(settings: Settings, **overrides: Any) -> SearchOptions:
     return base.with_overrides(**overrides)
 
 
+def server_lock_dir(settings: Settings, url: str, prefix: str) -> Path:
+    """Where this machine's kret processes keep their lock files for one server and prefix (under KRET_HOME,
+    one folder per server so that two servers' same-named collections do not share locks)."""
+    digest = hashlib.sha256(f"{url}\0{prefix}".encode()).hexdigest()[:16]
+    return settings.home / "locks" / f"qdrant-{digest}"
+
+
 def server_backend(settings: Settings, *, prefix: str = "kret") -> ServerBackend:
     """The configured Qdrant server, connected and checked (``ServerBackend.connect``)."""
     from kret.engine.server_store import ServerBackend
@@ -51,6 +60,7 @@ def server_backend(settings: Settings, *, prefix: str = "kret") -> ServerBackend
         shard_number=settings.shard_number,
         replication_factor=settings.replication_factor,
         write_consistency_factor=settings.write_consistency_factor,
+        lock_dir=server_lock_dir(settings, url, prefix),
     )
 
 

@@ -36,6 +36,20 @@ def test_server_backend_passes_the_cluster_settings() -> None:
         backend.close()
 
 
+def test_server_lock_files_live_under_kret_home_one_folder_per_server(tmp_path: Path) -> None:
+    """Issue 13: kret processes of one machine that share a server follow the lock protocol there too; the
+    lock files stay under KRET_HOME, and a second server (or prefix) has its own."""
+    folders = []
+    for prefix in ("kret", "other"):
+        backend = server_backend(load_settings(qdrant_url=":memory:", home=tmp_path), prefix=prefix)
+        try:
+            assert backend.locks is not None
+            folders.append(backend.locks.folder)
+        finally:
+            backend.close()
+    assert all(f.parent == tmp_path / "locks" for f in folders) and folders[0] != folders[1]
+
+
 def test_search_options_take_the_settings_defaults() -> None:
     settings = load_settings(search_mode="dense", rrf_k=7, prefetch_k=40, hnsw_ef=64)
     opts = search_options(settings, k=3, mode=None)

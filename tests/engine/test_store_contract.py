@@ -159,10 +159,20 @@ def make_backend(kind: str, root: Path) -> Backend:
     if kind == "edge":
         return EdgeBackend(root / "collections")
     if kind == "memory":
-        return ServerBackend(QdrantClient(":memory:"), prefix="t")
+        return ServerBackend(QdrantClient(":memory:"), prefix="t", lock_dir=root / "locks")
     return wiring.server_backend(
-        load_settings(qdrant_url=SERVER_URL, **SERVER_SETTINGS), prefix=f"kret_t{uuid.uuid4().hex[:10]}"
+        load_settings(qdrant_url=SERVER_URL, home=root, **SERVER_SETTINGS),
+        prefix=f"kret_t{uuid.uuid4().hex[:10]}",
     )
+
+
+def peer_of(backend: Backend) -> Backend:
+    """The same collections as another kret process on this machine sees them: its own backend object, the
+    same store and the same lock files."""
+    if isinstance(backend, EdgeBackend):
+        return EdgeBackend(backend.root)
+    assert isinstance(backend, ServerBackend) and backend.locks is not None
+    return ServerBackend(backend.client, prefix=backend.prefix, lock_dir=backend.locks.folder)
 
 
 def dispose(backend: Backend) -> None:
@@ -616,6 +626,67 @@ def test_stored_names_include_versions_without_a_live_one(backend: Backend) -> N
     store.create(DIM, MANIFEST)
     store.close()
     assert backend.list_collections() == [] and backend.stored_names() == [NAME]
+    assert backend.versions(NAME) == ["v0001"]
+
+
+# the lock protocol between processes (engine.locks), on every backend ----------------------------------
+def test_a_second_writer_is_refused(backend: Backend) -> None:
+    peer = peer_of(backend)
+    with (
+        backend.writer(NAME),
+        pytest.raises(IndexInUseError, match="in use by another kret process"),
+        peer.writer(NAME),
+    ):
+        pass
+    with peer.writer(NAME):  # free again once the first is done
+        pass
+
+
+def test_a_version_being_built_is_seen_and_kept_by_another_process(backend: Backend) -> None:
+    """Issue 13: gc (or rm) in one process must not delete the version a reindex in another is building."""
+    new_live(backend, writes=CORPUS)[1].close()
+    peer = peer_of(backend)
+    v2, building = backend.new_version(NAME)
+    building.create(DIM, MANIFEST)
+    assert peer.is_building(NAME, v2) and backend.is_building(NAME, v2)
+    with pytest.raises(IndexInUseError, match="being built"):
+        peer.drop_version(NAME, v2)
+    with pytest.raises(IndexInUseError, match="being built"):
+        peer.drop(NAME)
+    assert backend.versions(NAME) == ["v0001", v2] and backend.live_version(NAME) == "v0001"
+    building.close()
+    backend.activate(NAME, v2)
+    assert not peer.is_building(NAME, v2) and peer.live_version(NAME) == v2
+    peer.drop_version(NAME, "v0001")  # an old version nobody builds goes
+    assert backend.versions(NAME) == [v2]
+
+
+def test_a_second_creator_numbers_past_a_build_in_progress(backend: Backend) -> None:
+    """Two processes creating versions of one collection get different versions, also on a server, where a
+    version's Qdrant collection appears only when the builder calls ``create``."""
+    peer = peer_of(backend)
+    v1, first = backend.new_version(NAME)
+    v2, second = peer.new_version(NAME)
+    assert (v1, v2) == ("v0001", "v0002")
+    for store in (first, second):
+        store.create(DIM, MANIFEST)
+        store.close()
+    peer.drop_version(NAME, v2)  # each builder may drop its own build
+    backend.drop_version(NAME, v1)
+    assert backend.versions(NAME) == []
+
+
+def test_a_dead_builds_version_is_an_orphan_gc_may_remove(backend: Backend) -> None:
+    """A builder that is gone (its process died: the kernel dropped its lock) leaves a version nobody builds."""
+    new_live(backend, writes=CORPUS)[1].close()
+    dead = peer_of(backend)
+    v2, store = dead.new_version(NAME)
+    store.create(DIM, MANIFEST)
+    store.close()
+    assert dead.locks is not None
+    dead.locks._building.pop((NAME, v2)).release()  # what the kernel does when that process dies
+    assert not backend.is_building(NAME, v2)
+    backend.drop_version(NAME, v2)
     assert backend.versions(NAME) == ["v0001"]
 
 
