@@ -345,27 +345,37 @@ def models_rm(ctx, version, force) -> None:
 @click.option(
     "-m",
     "--model",
-    required=True,
-    help="The new model: a registry version, 'default', a folder or a hub name.",
+    help="Re-embed with this model: a registry version, 'default', a folder or a hub name.",
+)
+@click.option(
+    "--lexical",
+    is_flag=True,
+    help="Rebuild the BM25 vectors under this kret's text rule (title always in front); Kiwi only, no "
+    "re-embedding: minutes, not hours. `kret collections show` says which rule a collection has.",
 )
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def reindex(ctx, collection, model, as_json) -> None:
-    """Rebuild a collection with another model from its stored chunks, then switch atomically.
+def reindex(ctx, collection, model, lexical, as_json) -> None:
+    """Rebuild a collection from its stored chunks, then switch atomically: with another model
+    (--model), with new BM25 vectors (--lexical), or both.
 
     Files are not re-read. Searches keep using the current version until the switch; the old version is
     kept (rollback possible) until `kret gc`.
+
+    \b
+    kret reindex -c docs --model ft-20261202-101500   # a fine-tuned model
+    kret reindex -c docs --lexical                    # a collection made before the title rule
     """
     kr = get_kret(ctx)
     with IndexProgress(enabled=not as_json) as progress:
-        result = kr.reindex(collection, model=model, progress=progress)
+        result = kr.reindex(collection, model=model, lexical=lexical, progress=progress)
     if as_json:
         print_json(result)
     else:
         console.print(
             f"collection {result['collection']}: {result['old_version']} -> {result['new_version']} "
-            f"with {result['model']} ({result['documents']} documents, {result['chunks']} chunks, {result['seconds']}s); "
-            "old version kept until `kret gc`",
+            f"with {result['model']}, BM25 text {result['lexical_text']} ({result['documents']} documents, "
+            f"{result['chunks']} chunks, {result['seconds']}s); old version kept until `kret gc`",
             highlight=False,
         )
 

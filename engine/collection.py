@@ -13,7 +13,7 @@ from typing import Any
 
 from kret.engine.models import ModelInfo
 from kret.engine.store import Backend, Store
-from kret.errors import CollectionNotFoundError, ModelMismatchError
+from kret.errors import CollectionNotFoundError, ModelMismatchError, StoreError
 
 MANIFEST_VERSION = 1
 
@@ -74,6 +74,20 @@ def recorded_serving(manifest: dict[str, Any]) -> dict[str, Any]:
     if built.get("calibration"):
         out["calibration"] = built["calibration"]
     return out
+
+
+def recorded_lexical_text(manifest: dict[str, Any]) -> str:
+    """The rule for the text BM25 indexes (``indexer.document.LEXICAL_TEXT_RULES``) this collection was
+    built with; collections made before it was recorded indexed the embedded text."""
+    from kret.indexer.document import AS_EMBEDDED, LEXICAL_TEXT_RULES
+
+    rule = manifest.get("sparse", {}).get("text", AS_EMBEDDED)
+    if rule not in LEXICAL_TEXT_RULES:
+        raise StoreError(
+            f"collection manifest names an unknown lexical text rule {rule!r} (made by a newer kret?); "
+            f"this kret knows {', '.join(LEXICAL_TEXT_RULES)}"
+        )
+    return str(rule)
 
 
 def check_serving(name: str, manifest: dict[str, Any], runtime: str | None, precision: str | None) -> None:

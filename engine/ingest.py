@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from kret.engine.batching import Completion, token_batches
-from kret.engine.collection import Collection
+from kret.engine.collection import Collection, recorded_lexical_text
 from kret.engine.embedder import Embedder
 from kret.engine.sparse import KiwiBM25Encoder
 from kret.engine.store import PART_KIND, DocState, DocumentWrite, Store
@@ -153,6 +153,8 @@ class Ingestor:
         self.chunker = chunker
         self.batch_tokens = batch_tokens or default_batch_tokens(embedder)
         self.part_chars = part_chars
+        # What BM25 indexes is the collection's recorded rule, so later documents match earlier ones.
+        self.lexical_rule = recorded_lexical_text(collection.manifest)
 
     @property
     def store(self) -> Store:
@@ -202,7 +204,7 @@ class Ingestor:
     ) -> int:
         chunks = [c for _, cs in wave for c in cs]
         texts = [c.embed_text for c in chunks]
-        terms = self.encoder.terms_batch(texts)
+        terms = self.encoder.terms_batch([c.lexical_text(self.lexical_rule) for c in chunks])
         stats.add(len(texts), sum(len(t) for t in terms))
         avgdl = stats.avgdl
         owners = [i for i, (_, cs) in enumerate(wave) for _ in cs]
@@ -305,7 +307,7 @@ class Ingestor:
         self, doc: Document, part: list[Chunk], state: DocState, stats: _LexStats, progress: ProgressFn | None
     ) -> int:
         texts = [c.embed_text for c in part]
-        terms = self.encoder.terms_batch(texts)
+        terms = self.encoder.terms_batch([c.lexical_text(self.lexical_rule) for c in part])
         lex = sum(len(t) for t in terms)
         stats.add(len(texts), lex)
         sparse = self.encoder.encode_documents(terms, stats.avgdl)
@@ -342,28 +344,21 @@ def reembed(
     states: dict[str, DocState],
     *,
     batch_tokens: int | None = None,
+    lex_lens: dict[str, int] | None = None,
     progress: ProgressFn | None = None,
 ) -> int:
     """``kret reindex``'s embedding step: new dense vectors for stored chunks, written document by
     document (with the stored lexical vectors and payloads) into ``store``, a version not yet live.
 
     Same order of work as indexing: all chunks sorted by token length, token-budget batches, a document
-    written once all its chunks have their new vector. Returns the number of chunks written.
+    written once all its chunks have their new vector. ``lex_lens`` replaces the recorded BM25 lengths
+    (after ``relex``). Returns the number of chunks written.
     """
     budget = batch_tokens or default_batch_tokens(embedder)
     doc_ids = sorted(by_doc)
     points = [sorted(by_doc[d], key=lambda p: p.payload["chunk_index"]) for d in doc_ids]
     flat = [p for ps in points for p in ps]
-    texts = [
-        Chunk(
-            p.payload["doc_id"],
-            p.payload["chunk_index"],
-            p.payload.get("text", ""),
-            p.payload.get("title", ""),
-            p.payload.get("heading", ""),
-        ).embed_text
-        for p in flat
-    ]
+    texts = [stored_chunk(p).embed_text for p in flat]
     owners = [o for o, ps in enumerate(points) for _ in ps]
     starts = np.cumsum([0] + [len(ps) for ps in points]).tolist()
     completion = Completion([len(ps) for ps in points])
@@ -388,7 +383,7 @@ def reembed(
                     st.doc_hash if st else "",
                     st.path if st else flat[a].payload.get("path", ""),
                     fresh,
-                    lex_len=st.lex_len if st else 0,
+                    lex_len=_lex_len(d, st, lex_lens),
                 )
             )
         if writes:
@@ -398,3 +393,68 @@ def reembed(
                 stage="embed", advance=len(writes), chunks=len(batch), tokens=_tokens_text(lengths, batch)
             )
     return len(flat)
+
+
+def stored_chunk(point: StoredPoint) -> Chunk:
+    """The chunk a stored point was made from (its payload keeps text, title and heading)."""
+    p = point.payload
+    return Chunk(p["doc_id"], p["chunk_index"], p.get("text", ""), p.get("title", ""), p.get("heading", ""))
+
+
+def relex(
+    by_doc: dict[str, list[StoredPoint]], encoder: KiwiBM25Encoder, rule: str
+) -> tuple[dict[str, list[StoredPoint]], dict[str, int]]:
+    """New lexical vectors for stored chunks, indexed under ``rule`` (``indexer.document.LEXICAL_TEXT_RULES``):
+    the same points with their dense vectors and payloads, and each document's new BM25 length.
+
+    Kiwi only, no model: how ``kret reindex --lexical`` moves a collection to a new lexical text rule in
+    minutes where re-embedding would take hours. All chunks are tokenised before any is weighted, so every
+    vector is scored with the collection's final average length, as a fresh index would be.
+    """
+    doc_ids = sorted(by_doc)
+    points = [sorted(by_doc[d], key=lambda p: p.payload["chunk_index"]) for d in doc_ids]
+    flat = [p for ps in points for p in ps]
+    terms = encoder.terms_batch([stored_chunk(p).lexical_text(rule) for p in flat])
+    stats = _LexStats(len(terms), sum(len(t) for t in terms))
+    sparse = encoder.encode_documents(terms, stats.avgdl)
+    out: dict[str, list[StoredPoint]] = {}
+    lex_lens: dict[str, int] = {}
+    i = 0
+    for d, ps in zip(doc_ids, points, strict=True):
+        out[d] = [StoredPoint(p.id, p.dense, sparse[i + j], p.payload) for j, p in enumerate(ps)]
+        lex_lens[d] = sum(len(terms[i + j]) for j in range(len(ps)))
+        i += len(ps)
+    return out, lex_lens
+
+
+def copy_documents(
+    store: Store,
+    by_doc: dict[str, list[StoredPoint]],
+    states: dict[str, DocState],
+    *,
+    lex_lens: dict[str, int] | None = None,
+    docs_per_write: int = 256,
+    progress: ProgressFn | None = None,
+) -> int:
+    """Write stored points as they are (vectors included) into ``store``, a document with its marker at a
+    time; ``lex_lens`` replaces the recorded BM25 lengths (after ``relex``). Returns the chunks written."""
+    doc_ids = sorted(by_doc)
+    written = 0
+    for start in range(0, len(doc_ids), docs_per_write):
+        writes = []
+        for d in doc_ids[start : start + docs_per_write]:
+            st = states.get(d)
+            pts = sorted(by_doc[d], key=lambda p: p.payload["chunk_index"])
+            path = st.path if st else pts[0].payload.get("path", "")
+            writes.append(DocumentWrite(d, st.doc_hash if st else "", path, pts, _lex_len(d, st, lex_lens)))
+            written += len(pts)
+        store.write_documents(writes)
+        if progress:
+            progress(stage="embed", advance=len(writes))
+    return written
+
+
+def _lex_len(doc_id: str, state: DocState | None, lex_lens: dict[str, int] | None) -> int:
+    if lex_lens is not None:
+        return lex_lens[doc_id]
+    return state.lex_len if state else 0

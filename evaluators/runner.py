@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kret.engine.collection import open_collection, recorded_lexical_text
 from kret.engine.search import SearchOptions
 from kret.engine.store import DEFAULT_HNSW_EF
 from kret.engine.types import ProgressFn
 from kret.evaluators.beir import BeirDataset, load_beir
 from kret.evaluators.metrics import DEFAULT_KS, chunks_to_docs, evaluate
 from kret.evaluators.report import EvalReport, ReportedModel
+from kret.indexer.document import LEXICAL_TEXT
 
 if TYPE_CHECKING:
     from kret.api import Kret
@@ -31,11 +33,17 @@ if TYPE_CHECKING:
 def eval_collection_name(
     dataset: BeirDataset, fingerprint: str, chunk_tokens: int | None, serving: str = ""
 ) -> str:
-    """Keyed by what the index depends on (corpus, model, chunking, runtime + precision), not by queries or
-    qrels: an eval at int8 must not reuse the vectors of an eval at auto."""
+    """Keyed by what the vectors depend on (corpus, model, chunking, runtime + precision), not by queries
+    or qrels: an eval at int8 must not reuse the vectors of an eval at auto. (The text BM25 indexes is not in
+    the key: a collection cached under an older rule is moved to today's by ``evaluate_dataset``.)"""
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", dataset.name).strip("-")[:40] or "dataset"
     tail = f"-{serving}" if serving else ""
     return f"eval-{slug}-{dataset.corpus_hash[:8]}-{fingerprint[:8]}-c{chunk_tokens or 'auto'}{tail}"
+
+
+def _lexical_text_of(kr: Kret, name: str) -> str:
+    with open_collection(kr.backend, name) as coll:
+        return recorded_lexical_text(coll.manifest)
 
 
 def evaluate_dataset(
@@ -63,9 +71,13 @@ def evaluate_dataset(
     summary = kr.index(
         [corpus], collection=name, model=info.source or info.path, mirror=True, progress=progress
     )
-    index_s = time.perf_counter() - t0
     if summary.interrupted:
         raise KeyboardInterrupt
+    if _lexical_text_of(kr, name) != LEXICAL_TEXT:
+        # Cached before today's lexical text rule: new BM25 vectors (Kiwi only; the dense ones are kept).
+        kr.reindex(name, lexical=True, progress=progress)
+        kr.gc(name)
+    index_s = time.perf_counter() - t0
 
     opts = kr.search_options(k=max(depth, max(ks)), **search_overrides)
     query_ids = list(ds.queries)
@@ -121,6 +133,7 @@ def evaluate_dataset(
         "depth": opts.k,
         "collection": name,
         "chunking": searcher.collection.manifest["chunking"],
+        "lexical_text": recorded_lexical_text(searcher.collection.manifest),
     }
     return EvalReport.from_result(
         result,

@@ -12,6 +12,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+#: Which text of a chunk the lexical (BM25) branch indexes. Recorded per collection (manifest
+#: ``sparse.text``) so that documents added later are indexed like the ones already there; collections made
+#: before the rule was recorded used ``AS_EMBEDDED``.
+TITLE_ALWAYS = "title-always"
+AS_EMBEDDED = "as-embedded"
+LEXICAL_TEXT_RULES = (TITLE_ALWAYS, AS_EMBEDDED)
+LEXICAL_TEXT = TITLE_ALWAYS
+
 # Fixed namespace so that chunk ids are identical across machines and runs.
 KRET_NAMESPACE = uuid.UUID("6f1c1d0e-4b7a-5c55-9b1e-6b72657421aa")
 
@@ -55,10 +63,29 @@ class Chunk:
 
     @property
     def embed_text(self) -> str:
-        """What the models see: title (and section heading) in front of the text, the BEIR convention."""
-        parts = [self.title] + ([self.heading] if self.heading != self.title else [])
-        head = " ".join(p for p in parts if p and p not in self.text[: len(p) + 8])
+        """What the embedding model sees: title (and section heading) in front of the text, the BEIR
+        convention, unless the text already begins with them."""
+        head = " ".join(p for p in self._head() if p not in self.text[: len(p) + 8])
         return f"{head} {self.text}".strip() if head else self.text
+
+    @property
+    def titled_text(self) -> str:
+        """Title (and heading) always in front, even when the text begins with them: BEIR's exact
+        ``title + " " + text``. What the lexical branch indexes (``LEXICAL_TEXT``): a repeated title doubles
+        its terms' frequency, and BM25 ranks better for it (bench/README.md §2f)."""
+        head = " ".join(self._head())
+        return f"{head} {self.text}".strip() if head else self.text
+
+    def _head(self) -> list[str]:
+        return [p for p in [self.title] + ([self.heading] if self.heading != self.title else []) if p]
+
+    def lexical_text(self, rule: str) -> str:
+        """The text BM25 indexes under a collection's recorded rule (``LEXICAL_TEXT_RULES``)."""
+        if rule == TITLE_ALWAYS:
+            return self.titled_text
+        if rule == AS_EMBEDDED:
+            return self.embed_text
+        raise ValueError(f"unknown lexical text rule {rule!r}; known: {', '.join(LEXICAL_TEXT_RULES)}")
 
 
 def chunk_point_id(doc_id: str, chunk_index: int) -> str:

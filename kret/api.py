@@ -23,6 +23,7 @@ from kret.engine.collection import (
     check_model,
     check_serving,
     open_collection,
+    recorded_lexical_text,
     recorded_serving,
 )
 from kret.engine.embedder import Embedder
@@ -35,6 +36,7 @@ from kret.engine.store import Backend
 from kret.engine.types import Hit, ProgressFn, SearchFilter
 from kret.errors import EmptyQueryError, KretError, UserInputError
 from kret.indexer.chunker import Chunker, ChunkingParams
+from kret.indexer.document import LEXICAL_TEXT
 from kret.indexer.loaders import discover
 from kret.settings import Settings, load_settings
 from kret.wiring import make_backend, search_options
@@ -252,7 +254,12 @@ class Kret:
             chunking=ChunkingParams(
                 chunk_tokens, min(self.settings.chunk_overlap, chunk_tokens // 2)
             ).as_dict(),
-            sparse={"k1": self.settings.bm25_k1, "b": self.settings.bm25_b, "encoder": "kiwi-bm25-v1"},
+            sparse={
+                "k1": self.settings.bm25_k1,
+                "b": self.settings.bm25_b,
+                "encoder": "kiwi-bm25-v1",
+                "text": LEXICAL_TEXT,
+            },
             serving=emb.serving,
         )
         version, store = self.backend.new_version(name)
@@ -314,26 +321,38 @@ class Kret:
         self,
         collection: str | None = None,
         *,
-        model: str,
+        model: str | None = None,
+        lexical: bool = False,
         reader: Searcher | None = None,
         progress: ProgressFn | None = None,
     ) -> dict[str, Any]:
-        """Build a new version of a collection with another model from its stored chunks, then switch.
+        """Build a new version of a collection from its stored chunks, then switch.
 
-        No file is re-read: chunk texts, titles and lexical vectors come from the live version (the lexical
-        side does not depend on the model). Searches keep using the live version until the final atomic
-        switch (a pointer swap on Edge, an alias swap on a server); the old version stays until ``gc``.
-        Pass ``reader`` when this process already holds the collection open (Edge allows one opener).
+        ``model``: re-embed every chunk with another model. ``lexical``: rebuild the lexical (BM25) vectors
+        under today's text rule (``indexer.document.LEXICAL_TEXT``) — Kiwi only, minutes where re-embedding
+        takes hours; the dense vectors are kept unless a model is given too. No file is re-read: chunk
+        texts, titles, and the side not being rebuilt come from the live version. Searches keep using the
+        live version until the final atomic switch (a pointer swap on Edge, an alias swap on a server); the
+        old version stays until ``gc``. Pass ``reader`` when this process already holds the collection open
+        (Edge allows one opener).
         """
-
+        if model is None and not lexical:
+            raise UserInputError(
+                "say what to rebuild: a model to re-embed with (--model) and/or the lexical vectors (--lexical)"
+            )
         name = collection or self.settings.collection
         with self.backend.writer(name):
-            return self._reindex(name, model, reader, progress)
+            return self._reindex(name, model, lexical, reader, progress)
 
     def _reindex(
-        self, name: str, model: str, reader: Searcher | None, progress: ProgressFn | None
+        self,
+        name: str,
+        model: str | None,
+        lexical: bool,
+        reader: Searcher | None,
+        progress: ProgressFn | None,
     ) -> dict[str, Any]:
-        from kret.engine.ingest import reembed
+        from kret.engine.ingest import copy_documents, reembed, relex
         from kret.engine.types import StoredPoint
 
         started = time.perf_counter()
@@ -347,34 +366,56 @@ class Kret:
         finally:
             if owned:
                 coll.close()
-        info = self.resolve_model(model)
-        calibration = None
-        if self.settings.precision == "int8":
-            from kret.engine.runtimes.int8 import calibration_from_documents
+        by_doc: dict[str, list[StoredPoint]] = {}
+        for p in points:
+            by_doc.setdefault(p.payload["doc_id"], []).append(p)
+        sparse = old_manifest["sparse"]
+        lex_lens = None
+        if lexical:
+            if progress:
+                progress(note=f"lexical vectors: Kiwi over {len(points):,} chunks ({LEXICAL_TEXT})")
+            by_doc, lex_lens = relex(by_doc, self.encoder_for(old_manifest), LEXICAL_TEXT)
+            sparse = {**sparse, "text": LEXICAL_TEXT}
+        emb = None
+        if model is None:
+            manifest = {**old_manifest, "sparse": sparse, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            model_name = str(old_manifest["model"].get("name", ""))
+        else:
+            info = self.resolve_model(model)
+            calibration = None
+            if self.settings.precision == "int8":
+                from kret.engine.runtimes.int8 import calibration_from_documents
 
-            calibration = calibration_from_documents(_PointDoc.of(p) for p in points[:2000])
-        emb = self.embedder(info, calibration=calibration)
-        manifest = build_manifest(
-            model=info,
-            dimension=emb.dimension,
-            prompts=emb.prompts,
-            max_seq_length=emb.max_seq_length,
-            chunking=old_manifest["chunking"],
-            sparse=old_manifest["sparse"],
-            serving=emb.serving,
-        )
+                calibration = calibration_from_documents(_PointDoc.of(p) for p in points[:2000])
+            emb = self.embedder(info, calibration=calibration)
+            manifest = build_manifest(
+                model=info,
+                dimension=emb.dimension,
+                prompts=emb.prompts,
+                max_seq_length=emb.max_seq_length,
+                chunking=old_manifest["chunking"],
+                sparse=sparse,
+                serving=emb.serving,
+            )
+            model_name = info.short
         manifest["reindexed_from"] = {"version": old_version, "model": old_manifest["model"]}
         version, store = self.backend.new_version(name)
         try:
-            store.create(emb.dimension, manifest)
-            by_doc: dict[str, list[StoredPoint]] = {}
-            for p in points:
-                by_doc.setdefault(p.payload["doc_id"], []).append(p)
+            store.create(int(manifest["dimension"]), manifest)
             if progress:
                 progress(stage="embed", total=len(by_doc))
-            reembed(
-                store, emb, by_doc, states, batch_tokens=self.settings.embed_batch_tokens, progress=progress
-            )
+            if emb is not None:
+                reembed(
+                    store,
+                    emb,
+                    by_doc,
+                    states,
+                    batch_tokens=self.settings.embed_batch_tokens,
+                    lex_lens=lex_lens,
+                    progress=progress,
+                )
+            else:
+                copy_documents(store, by_doc, states, lex_lens=lex_lens, progress=progress)
             store.finalize()
         except BaseException:
             _discard(self.backend, name, version, store)
@@ -385,7 +426,8 @@ class Kret:
             "collection": name,
             "old_version": old_version,
             "new_version": version,
-            "model": info.short,
+            "model": model_name,
+            "lexical_text": recorded_lexical_text(manifest),
             "documents": len(by_doc),
             "chunks": len(points),
             "seconds": round(time.perf_counter() - started, 2),
@@ -568,6 +610,7 @@ class Kret:
                 "dimension": coll.manifest["dimension"],
                 "chunking": coll.manifest["chunking"],
                 "prompts": coll.manifest["prompts"],
+                "sparse": {**coll.manifest["sparse"], "text": recorded_lexical_text(coll.manifest)},
                 "created_at": coll.manifest.get("created_at"),
                 **{k: v for k, v in self.version_report(name).items() if k != "live"},
                 "fusion": coll.manifest.get("fusion"),

@@ -257,3 +257,49 @@ def test_exact_search_and_beam_width_reach_the_store(tiny_kret, docs, monkeypatc
     assert wide
     with pytest.raises(UserInputError, match="hnsw_ef"):
         SearchOptions(hnsw_ef=0).validate()
+
+
+def _lexical_weights(kr, name: str) -> dict[str, float]:
+    """The stored BM25 weight of each Kiwi term of the one chunk in collection ``name``."""
+    from kret.engine.collection import open_collection
+    from kret.engine.sparse import KiwiBM25Encoder, term_id
+
+    with open_collection(kr.backend, name) as coll:
+        (point,) = list(coll.store.scroll_chunks(with_vectors=True))
+    weights = dict(zip(point.sparse.indices, point.sparse.values, strict=True))
+    return {t: weights[term_id(t)] for t in KiwiBM25Encoder().terms("훈민정음 한글 이름")}
+
+
+def _one_titled_row(folder: Path) -> Path:
+    folder.mkdir()
+    row = {"id": "h", "title": "훈민정음", "text": "훈민정음은 한글의 옛 이름이다."}
+    (folder / "rows.jsonl").write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+    return folder
+
+
+def test_bm25_indexes_the_title_even_when_the_text_begins_with_it(tiny_kret, tmp_path):
+    """BEIR's ``title + " " + text``: the dense text drops a title the text already starts with, BM25's does
+    not (the repeated title term counts twice: bench/README.md §2f measured why)."""
+    tiny_kret.index([_one_titled_row(tmp_path / "a")], collection="titled")
+    w = _lexical_weights(tiny_kret, "titled")
+    assert w["훈민정음"] > w["한글"] == pytest.approx(w["이름"])
+    from kret.engine.collection import open_collection
+
+    with open_collection(tiny_kret.backend, "titled") as coll:
+        assert coll.manifest["sparse"]["text"] == "title-always"
+
+
+def test_a_collection_keeps_the_lexical_text_rule_it_was_built_with(tiny_kret, tmp_path):
+    """A collection made before the rule was recorded indexed BM25 on the embedded text; documents added to
+    it later must be indexed the same way, or its BM25 statistics mix two texts."""
+    from kret.engine.collection import open_collection
+
+    tiny_kret.index([_one_titled_row(tmp_path / "seed")], collection="old")
+    with open_collection(tiny_kret.backend, "old") as coll:
+        manifest = coll.manifest
+        del manifest["sparse"]["text"]
+        coll.store.write_manifest(manifest)
+        coll.store.delete_documents(list(coll.store.doc_states()))
+    tiny_kret.index([_one_titled_row(tmp_path / "later")], collection="old")
+    w = _lexical_weights(tiny_kret, "old")
+    assert w["훈민정음"] == pytest.approx(w["한글"]) == pytest.approx(w["이름"])

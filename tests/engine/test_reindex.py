@@ -67,3 +67,61 @@ def test_reindex_switches_atomically(backend, home, tiny_model_dir, other_model)
     assert kr.search("한글", k=3, model=str(other_model))
     assert kr.gc() == [f"default/{before['version']}"]
     assert kr.backend.versions("default") == [after["version"]]
+
+
+def _vectors(kr, name: str) -> dict[str, tuple[list[float], list[int], list[float]]]:
+    from kret.engine.collection import open_collection
+
+    with open_collection(kr.backend, name) as coll:
+        return {
+            p.id: (list(p.dense), list(p.sparse.indices), list(p.sparse.values))
+            for p in coll.store.scroll_chunks(with_vectors=True)
+        }
+
+
+def _lex_lens(kr, name: str) -> dict[str, int]:
+    from kret.engine.collection import open_collection
+
+    with open_collection(kr.backend, name) as coll:
+        return {d: s.lex_len for d, s in coll.store.doc_states().items()}
+
+
+@pytest.mark.parametrize("backend", ["edge", "memory"])
+def test_lexical_reindex_equals_a_fresh_index_and_keeps_the_dense_vectors(
+    backend, home, tiny_model_dir, monkeypatch
+):
+    """A collection made under the older lexical text rule moves to today's with ``reindex(lexical=True)``:
+    its BM25 vectors and lengths become exactly those of a fresh index, its dense vectors stay as they were
+    (nothing is re-embedded)."""
+    import kret.api
+    from kret.api import Kret
+
+    overrides = {"qdrant_url": ":memory:"} if backend == "memory" else {}
+    kr = Kret(home=home, model=str(tiny_model_dir), **overrides)
+    with monkeypatch.context() as m:
+        m.setattr(kret.api, "LEXICAL_TEXT", "as-embedded")
+        kr.index([SAMPLES], collection="old")
+    kr.index([SAMPLES], collection="fresh")
+    before = _vectors(kr, "old")
+    fresh = _vectors(kr, "fresh")
+    assert kr.collection_info("old")["sparse"]["text"] == "as-embedded"
+    assert any(before[i][2] != fresh[i][2] for i in fresh), "the samples have titles the rule repeats"
+
+    result = kr.reindex("old", lexical=True)
+    after = _vectors(kr, "old")
+    assert result["lexical_text"] == kr.collection_info("old")["sparse"]["text"] == "title-always"
+    assert set(after) == set(fresh)
+    for i, (dense, indices, values) in after.items():
+        # kept, not re-embedded (local mode re-normalises a cosine vector on upsert: float32 noise)
+        assert dense == pytest.approx(before[i][0], abs=1e-6)
+        assert indices == fresh[i][1] and values == pytest.approx(fresh[i][2], rel=1e-6)
+    assert _lex_lens(kr, "old") == _lex_lens(kr, "fresh")
+    assert kr.search("세종대왕", k=3, mode="sparse", collection="old")[0].path.endswith("hangul.txt")
+
+
+def test_reindex_needs_something_to_rebuild(home, tiny_model_dir):
+    from kret.api import Kret
+    from kret.errors import UserInputError
+
+    with pytest.raises(UserInputError, match="--model.*--lexical"):
+        Kret(home=home, model=str(tiny_model_dir)).reindex("default")

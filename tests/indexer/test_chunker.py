@@ -154,3 +154,25 @@ def test_chunks_fit_the_real_tokenizer_window(tiny_model_dir):
     for c in chunks:
         assert count([c.text])[0] <= ch.budget_for("세종", c.heading)
         assert count([c.embed_text])[0] <= 48 + 1  # title and text join with one space
+
+
+def test_lexical_text_repeats_the_title_the_embedded_text_drops() -> None:
+    from kret.indexer.document import AS_EMBEDDED, TITLE_ALWAYS, Chunk
+
+    c = Chunk("d", 0, "훈민정음은 한글의 옛 이름이다.", title="훈민정음", heading="개요")
+    assert c.embed_text == "개요 훈민정음은 한글의 옛 이름이다."
+    assert c.lexical_text(TITLE_ALWAYS) == c.titled_text == "훈민정음 개요 훈민정음은 한글의 옛 이름이다."
+    assert c.lexical_text(AS_EMBEDDED) == c.embed_text
+    assert Chunk("d", 0, "본문").lexical_text(TITLE_ALWAYS) == "본문"
+    with pytest.raises(ValueError, match="unknown lexical text rule"):
+        c.lexical_text("title-twice")
+
+
+def test_an_unknown_recorded_lexical_rule_is_refused() -> None:
+    from kret.engine.collection import recorded_lexical_text
+    from kret.errors import StoreError
+
+    assert recorded_lexical_text({"sparse": {"k1": 1.2}}) == "as-embedded"  # made before it was recorded
+    assert recorded_lexical_text({"sparse": {"text": "title-always"}}) == "title-always"
+    with pytest.raises(StoreError, match="unknown lexical text rule 'x'"):
+        recorded_lexical_text({"sparse": {"text": "x"}})
