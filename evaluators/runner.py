@@ -24,7 +24,6 @@ from kret.engine.types import ProgressFn
 from kret.evaluators.beir import BeirDataset, load_beir
 from kret.evaluators.metrics import DEFAULT_KS, chunks_to_docs, evaluate
 from kret.evaluators.report import EvalReport, ReportedModel
-from kret.indexer.document import LEXICAL_TEXT
 
 if TYPE_CHECKING:
     from kret.api import Kret
@@ -35,7 +34,7 @@ def eval_collection_name(
 ) -> str:
     """Keyed by what the vectors depend on (corpus, model, chunking, runtime + precision), not by queries
     or qrels: an eval at int8 must not reuse the vectors of an eval at auto. (The text BM25 indexes is not in
-    the key: a collection cached under an older rule is moved to today's by ``evaluate_dataset``.)"""
+    the key: ``evaluate_dataset`` moves a cached collection to the ``lexical_text`` setting's rule.)"""
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", dataset.name).strip("-")[:40] or "dataset"
     tail = f"-{serving}" if serving else ""
     return f"eval-{slug}-{dataset.corpus_hash[:8]}-{fingerprint[:8]}-c{chunk_tokens or 'auto'}{tail}"
@@ -73,8 +72,8 @@ def evaluate_dataset(
     )
     if summary.interrupted:
         raise KeyboardInterrupt
-    if _lexical_text_of(kr, name) != LEXICAL_TEXT:
-        # Cached before today's lexical text rule: new BM25 vectors (Kiwi only; the dense ones are kept).
+    if _lexical_text_of(kr, name) != kr.settings.lexical_text:
+        # Cached under another lexical text rule: new BM25 vectors (Kiwi only; the dense ones are kept).
         kr.reindex(name, lexical=True, progress=progress)
         kr.gc(name)
     index_s = time.perf_counter() - t0

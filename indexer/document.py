@@ -17,8 +17,7 @@ from typing import Any
 #: before the rule was recorded used ``AS_EMBEDDED``.
 TITLE_ALWAYS = "title-always"
 AS_EMBEDDED = "as-embedded"
-LEXICAL_TEXT_RULES = (TITLE_ALWAYS, AS_EMBEDDED)
-LEXICAL_TEXT = TITLE_ALWAYS
+LEXICAL_TEXT_RULES = (TITLE_ALWAYS, AS_EMBEDDED)  # the ``lexical_text`` setting; its default: TITLE_ALWAYS
 
 # Fixed namespace so that chunk ids are identical across machines and runs.
 KRET_NAMESPACE = uuid.UUID("6f1c1d0e-4b7a-5c55-9b1e-6b72657421aa")
@@ -71,8 +70,8 @@ class Chunk:
     @property
     def titled_text(self) -> str:
         """Title (and heading) always in front, even when the text begins with them: BEIR's exact
-        ``title + " " + text``. What the lexical branch indexes (``LEXICAL_TEXT``): a repeated title doubles
-        its terms' frequency, and BM25 ranks better for it (bench/README.md §2f)."""
+        ``title + " " + text``. What the lexical branch indexes by default (``TITLE_ALWAYS``): a repeated title doubles
+        its terms' frequency, and BM25 ranks better for it (bench/README.md §2g)."""
         head = " ".join(self._head())
         return f"{head} {self.text}".strip() if head else self.text
 

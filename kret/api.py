@@ -36,7 +36,6 @@ from kret.engine.store import Backend
 from kret.engine.types import Hit, ProgressFn, SearchFilter
 from kret.errors import EmptyQueryError, KretError, UserInputError
 from kret.indexer.chunker import Chunker, ChunkingParams
-from kret.indexer.document import LEXICAL_TEXT
 from kret.indexer.loaders import discover
 from kret.settings import Settings, load_settings
 from kret.wiring import make_backend, search_options
@@ -258,7 +257,7 @@ class Kret:
                 "k1": self.settings.bm25_k1,
                 "b": self.settings.bm25_b,
                 "encoder": "kiwi-bm25-v1",
-                "text": LEXICAL_TEXT,
+                "text": self.settings.lexical_text,
             },
             serving=emb.serving,
         )
@@ -329,7 +328,7 @@ class Kret:
         """Build a new version of a collection from its stored chunks, then switch.
 
         ``model``: re-embed every chunk with another model. ``lexical``: rebuild the lexical (BM25) vectors
-        under today's text rule (``indexer.document.LEXICAL_TEXT``) — Kiwi only, minutes where re-embedding
+        under the ``lexical_text`` setting's rule — Kiwi only, minutes where re-embedding
         takes hours; the dense vectors are kept unless a model is given too. No file is re-read: chunk
         texts, titles, and the side not being rebuilt come from the live version. Searches keep using the
         live version until the final atomic switch (a pointer swap on Edge, an alias swap on a server); the
@@ -372,10 +371,11 @@ class Kret:
         sparse = old_manifest["sparse"]
         lex_lens = None
         if lexical:
+            rule = self.settings.lexical_text
             if progress:
-                progress(note=f"lexical vectors: Kiwi over {len(points):,} chunks ({LEXICAL_TEXT})")
-            by_doc, lex_lens = relex(by_doc, self.encoder_for(old_manifest), LEXICAL_TEXT)
-            sparse = {**sparse, "text": LEXICAL_TEXT}
+                progress(note=f"lexical vectors: Kiwi over {len(points):,} chunks ({rule})")
+            by_doc, lex_lens = relex(by_doc, self.encoder_for(old_manifest), rule)
+            sparse = {**sparse, "text": rule}
         emb = None
         if model is None:
             manifest = {**old_manifest, "sparse": sparse, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

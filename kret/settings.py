@@ -25,6 +25,7 @@ from pydantic_settings import (
 from kret.engine.types import FusionKind, SearchMode, positive_finite
 
 Runtime = Literal["openvino", "torch"]
+LexicalText = Literal["title-always", "as-embedded"]  # indexer.document.LEXICAL_TEXT_RULES
 Precision = Literal["auto", "fp32", "int8"]
 
 
@@ -115,6 +116,13 @@ class Settings(BaseSettings):
     # lexical (Kiwi BM25) side
     bm25_k1: float = Field(1.2, gt=0)
     bm25_b: float = Field(0.75, ge=0, le=1)
+    lexical_text: LexicalText = Field(
+        "title-always",
+        description="What BM25 indexes for new collections (and `kret reindex --lexical`): 'title-always' "
+        "(title and heading in front of every chunk, as BEIR does) or 'as-embedded' (the embedded text, which "
+        "leaves out a title the text already begins with; kret before 2026-12-02). A collection keeps the rule "
+        "it was built with.",
+    )
 
     # search
     search_mode: SearchMode = "hybrid"

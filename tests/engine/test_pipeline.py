@@ -279,7 +279,7 @@ def _one_titled_row(folder: Path) -> Path:
 
 def test_bm25_indexes_the_title_even_when_the_text_begins_with_it(tiny_kret, tmp_path):
     """BEIR's ``title + " " + text``: the dense text drops a title the text already starts with, BM25's does
-    not (the repeated title term counts twice: bench/README.md §2f measured why)."""
+    not (the repeated title term counts twice: bench/README.md §2g measured why)."""
     tiny_kret.index([_one_titled_row(tmp_path / "a")], collection="titled")
     w = _lexical_weights(tiny_kret, "titled")
     assert w["훈민정음"] > w["한글"] == pytest.approx(w["이름"])

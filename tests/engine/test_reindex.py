@@ -87,20 +87,18 @@ def _lex_lens(kr, name: str) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("backend", ["edge", "memory"])
-def test_lexical_reindex_equals_a_fresh_index_and_keeps_the_dense_vectors(
-    backend, home, tiny_model_dir, monkeypatch
-):
+def test_lexical_reindex_equals_a_fresh_index_and_keeps_the_dense_vectors(backend, home, tiny_model_dir):
     """A collection made under the older lexical text rule moves to today's with ``reindex(lexical=True)``:
     its BM25 vectors and lengths become exactly those of a fresh index, its dense vectors stay as they were
     (nothing is re-embedded)."""
-    import kret.api
     from kret.api import Kret
 
     overrides = {"qdrant_url": ":memory:"} if backend == "memory" else {}
     kr = Kret(home=home, model=str(tiny_model_dir), **overrides)
-    with monkeypatch.context() as m:
-        m.setattr(kret.api, "LEXICAL_TEXT", "as-embedded")
-        kr.index([SAMPLES], collection="old")
+    older = Kret(home=home, model=str(tiny_model_dir), lexical_text="as-embedded", **overrides)
+    if backend == "memory":
+        older._backend = kr.backend  # local mode lives in one client: both must see the same collections
+    older.index([SAMPLES], collection="old")
     kr.index([SAMPLES], collection="fresh")
     before = _vectors(kr, "old")
     fresh = _vectors(kr, "fresh")

@@ -129,19 +129,16 @@ def test_moved_dataset_is_indexed_once(tiny_beir, tiny_kret, tmp_path):
     assert second.metrics["ndcg@10"].mean == pytest.approx(first.metrics["ndcg@10"].mean)
 
 
-def test_eval_moves_a_cached_collection_to_todays_lexical_text_rule(
-    tiny_beir, tiny_model_dir, home, monkeypatch
-):
+def test_eval_moves_a_cached_collection_to_todays_lexical_text_rule(tiny_beir, tiny_model_dir, home):
     """An eval collection cached before the lexical text rule changed gets new BM25 vectors (Kiwi only, no
-    re-embedding), so a report always measures what ``kret index`` builds today; the report names the rule."""
-    import kret.api
+    re-embedding), so a report measures what ``kret index`` builds with the same settings; it names the rule."""
     from kret.api import Kret
     from kret.evaluators.runner import evaluate_dataset
 
     kr = Kret(home=home, model=str(tiny_model_dir))
-    with monkeypatch.context() as m:
-        m.setattr(kret.api, "LEXICAL_TEXT", "as-embedded")
-        old = evaluate_dataset(kr, tiny_beir, mode="sparse")
+    old = evaluate_dataset(
+        Kret(home=home, model=str(tiny_model_dir), lexical_text="as-embedded"), tiny_beir, mode="sparse"
+    )
     assert old.fusion["lexical_text"] == "as-embedded"
     new = evaluate_dataset(kr, tiny_beir, mode="sparse")
     assert new.fusion["lexical_text"] == "title-always" and new.timings["docs_embedded"] == 0
