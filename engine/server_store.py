@@ -98,6 +98,9 @@ class ServerStore(Store):
     ) -> None:
         self.client: QdrantClient | None = client
         self.collection = collection
+        # Set when ``create`` found this version's Qdrant collection made by another process (another
+        # machine: file locks do not reach it): a failed build must then not drop what is not its own.
+        self.made_elsewhere = False
         self.name = name
         self.version = version
         self.where = where or describe_client(client)
@@ -177,16 +180,28 @@ class ServerStore(Store):
             extra["write_consistency_factor"] = self._write_consistency_factor
 
         def make(c: QdrantClient) -> None:
-            if c.collection_exists(self.collection):
-                raise StoreError(
-                    f"collection {self.collection} already exists on Qdrant at {self.where} "
-                    "(another kret process is building this version?)"
-                )
-            c.create_collection(
-                self.collection,
-                vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
-                sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
-                **extra,
+            try:
+                if not c.collection_exists(self.collection):
+                    c.create_collection(
+                        self.collection,
+                        vectors_config={
+                            DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)
+                        },
+                        sparse_vectors_config={
+                            SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)
+                        },
+                        **extra,
+                    )
+                    return
+            except Exception:
+                if not c.collection_exists(self.collection):
+                    raise
+            # It exists and this process did not make it: the server's create-if-absent is the one check that
+            # reaches other machines, so two creators of one version never write into each other's.
+            self.made_elsewhere = True
+            raise IndexInUseError(
+                f"version {self.version} of {self.name!r} already exists on Qdrant at {self.where}: another kret "
+                "process (on another machine?) is building it; try again when it has finished"
             )
 
         self._call(make)

@@ -636,9 +636,14 @@ class Kret:
 def _discard(backend: Backend, name: str, version: str, store: Any) -> None:
     """Remove a version whose build failed, keeping the original error: if closing or dropping fails too
     (the disk is full, another process holds it), the version stays an orphan that
-    ``kret collections list`` shows and ``kret gc`` removes."""
+    ``kret collections list`` shows and ``kret gc`` removes. A version another process made (a server shared
+    with another machine) is not ours to remove: only this process's claim on it is dropped."""
     with contextlib.suppress(Exception):
         store.close()
+    if getattr(store, "made_elsewhere", False):
+        if backend.locks is not None:
+            backend.locks.end_build(name, version)
+        return
     with contextlib.suppress(Exception):
         backend.drop_version(name, version)
 

@@ -776,8 +776,33 @@ def test_server_rejects_ambiguous_names(server_backend: ServerBackend) -> None:
 
 def test_server_store_refuses_to_recreate(server_backend: ServerBackend) -> None:
     _, s = new_live(server_backend)
-    with pytest.raises(StoreError, match="already exists"):
+    with pytest.raises(IndexInUseError, match="already exists"):
         s.create(DIM, MANIFEST)
+
+
+def test_two_machines_creating_one_version_never_drop_each_others(tmp_path: Path) -> None:
+    """File locks do not reach another machine: two creators of a server collection can both pick v0001.
+    The server's create-if-absent decides; the loser gets "in use" and its clean-up must not drop the
+    winner's version (it did: a failed build always dropped "its" version)."""
+    from kret.api import _discard
+
+    client = QdrantClient(":memory:")
+    here = ServerBackend(client, prefix="t", lock_dir=tmp_path / "machine-a")
+    there = ServerBackend(client, prefix="t", lock_dir=tmp_path / "machine-b")
+    va, a = here.new_version(NAME)
+    vb, b = there.new_version(NAME)
+    assert va == vb == "v0001"
+    a.create(DIM, MANIFEST)
+    a.write_documents(CORPUS)
+    with pytest.raises(IndexInUseError, match="already exists"):
+        b.create(DIM, MANIFEST)
+    _discard(there, NAME, vb, b)
+    assert not there.is_building(NAME, vb) and here.is_building(NAME, va)
+    here.activate(NAME, va)
+    live = here.open_live(NAME)
+    assert live is not None and live.count_chunks() == 4
+    live.close()
+    client.close()
 
 
 def test_connect_memory() -> None:
