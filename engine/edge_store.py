@@ -49,9 +49,10 @@ from kret.engine.store import (
 from kret.engine.types import SparseVec, StoredPoint
 from kret.errors import CollectionNotFoundError, IndexInUseError, StoreError, UserInputError
 
-# What Qdrant Edge puts in a shard folder, and what kret puts in a collection folder: a folder holding
-# anything else was not made by kret, and rm/gc refuse to delete it.
-_SHARD_ENTRIES = frozenset({"edge_config.json", "segments", "wal"})
+# What Qdrant Edge puts in a shard folder (temp_segments: its optimizer's workspace, kept between builds),
+# and what kret puts in a collection folder: a folder holding anything else was not made by kret, and rm/gc
+# refuse to delete it.
+_SHARD_ENTRIES = frozenset({"edge_config.json", "segments", "temp_segments", "wal"})
 _LOCK_DIR = ".locks"
 # Shards this process holds open: a second open here would hit Edge's WAL lock too, but the cause (and the
 # fix) is in the caller's own code, so it gets its own message.

@@ -122,6 +122,18 @@ def test_rm_refuses_symlinked_or_foreign_collection_folders(tiny_kret, home, fas
     assert not (home / "collections" / "real").exists()
 
 
+def test_gc_removes_a_version_with_edge_optimizer_leftovers(tiny_kret, home, corpus) -> None:
+    """Qdrant Edge's optimizer builds segments in ``temp_segments`` (left behind, empty or holding a
+    ``segment_builder_*`` after an interrupted build); gc refused such a version as "not made by Qdrant
+    Edge", and `kret eval` failed on it after moving a collection to a new lexical rule."""
+    tiny_kret.index([corpus], collection="c")
+    tiny_kret.reindex("c", lexical=True)
+    old = home / "collections" / "c" / "v0001"
+    (old / "temp_segments" / "segment_builder_AbC123").mkdir(parents=True)
+    assert tiny_kret.gc("c") == ["c/v0001"]
+    assert not old.exists()
+
+
 def test_cli_bad_name_is_one_line_exit_2(home, tiny_model_dir, corpus) -> None:
     r = kret_cli(home, "index", str(corpus), "-c", "../x", "-m", str(tiny_model_dir))
     assert r.returncode == 2, r.stderr
