@@ -115,11 +115,21 @@ def best_per_document(unit_doc: list[str], scores: np.ndarray, *, positive_only:
     return sorted(best, key=lambda d: -best[d])[:DEPTH]
 
 
-def dense_runs(emb: Embedder, unit_doc: list[str], unit_text: list[str], queries: list[tuple[str, str]]):
-    """Exact cosine search over every unit (no HNSW: the text is the only thing that changes)."""
-    units = emb.encode_passages(unit_text)
-    qv = emb.encode_queries([q for _, q in queries])
-    return [best_per_document(unit_doc, units @ v) for v in qv]
+class DenseRanker:
+    """Exact cosine search over every unit (no HNSW: the text is the only thing that changes); a text two
+    variants share is embedded once."""
+
+    def __init__(self, emb: Embedder, queries: list[tuple[str, str]]) -> None:
+        self.emb = emb
+        self.query_vectors = emb.encode_queries([q for _, q in queries])
+        self.cache: dict[str, np.ndarray] = {}
+
+    def __call__(self, unit_doc: list[str], unit_text: list[str]) -> list[list[str]]:
+        new = sorted({t for t in unit_text if t not in self.cache})
+        if new:
+            self.cache.update(zip(new, self.emb.encode_passages(new), strict=True))
+        units = np.stack([self.cache[t] for t in unit_text])
+        return [best_per_document(unit_doc, units @ v) for v in self.query_vectors]
 
 
 def sparse_runs(
@@ -156,6 +166,9 @@ def main() -> None:
         "a development set made of the positives, for deciding without the benchmarks' test queries",
     )
     ap.add_argument("--dense", action="store_true", help="also score every variant with the default model")
+    ap.add_argument(
+        "--variants", default="", help="comma-separated subset (default: all; 'beir' always runs)"
+    )
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     if args.pairs:
@@ -185,6 +198,9 @@ def main() -> None:
         "chunks-title": ([d for d, _, _ in chunks], [f"{t} {c.text}".strip() for _, c, t in chunks]),
         "chunks": ([d for d, _, _ in chunks], [c.embed_text for _, c, _ in chunks]),
     }
+    if args.variants:
+        keep = {"beir", *args.variants.split(",")}
+        variants = {k: v for k, v in variants.items() if k in keep}
     n_title_start = sum(1 for d in doc_ids if raw[d][0] and raw[d][0] in raw[d][1][: len(raw[d][0]) + 8])
     n_chunked = len({d for d, c, _ in chunks if c.chunk_index > 0})
     n_cleaned = sum(1 for d in doc_ids if kret_docs[d][1] != raw[d][1])
@@ -195,7 +211,7 @@ def main() -> None:
     enc = KiwiBM25Encoder()
     branches = {"sparse": lambda d, t: sparse_runs(enc, d, t, queries)}
     if args.dense:
-        branches["dense"] = lambda d, t: dense_runs(emb, d, t, queries)
+        branches["dense"] = DenseRanker(emb, queries)
     rows = []
     for branch, rank in branches.items():
         per_query: dict[str, np.ndarray] = {}
