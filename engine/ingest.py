@@ -355,8 +355,7 @@ def reembed(
     (after ``relex``). Returns the number of chunks written.
     """
     budget = batch_tokens or default_batch_tokens(embedder)
-    doc_ids = sorted(by_doc)
-    points = [sorted(by_doc[d], key=lambda p: p.payload["chunk_index"]) for d in doc_ids]
+    doc_ids, points = _in_order(by_doc)
     flat = [p for ps in points for p in ps]
     texts = [stored_chunk(p).embed_text for p in flat]
     owners = [o for o, ps in enumerate(points) for _ in ps]
@@ -411,8 +410,7 @@ def relex(
     minutes where re-embedding would take hours. All chunks are tokenised before any is weighted, so every
     vector is scored with the collection's final average length, as a fresh index would be.
     """
-    doc_ids = sorted(by_doc)
-    points = [sorted(by_doc[d], key=lambda p: p.payload["chunk_index"]) for d in doc_ids]
+    doc_ids, points = _in_order(by_doc)
     flat = [p for ps in points for p in ps]
     terms = encoder.terms_batch([stored_chunk(p).lexical_text(rule) for p in flat])
     stats = _LexStats(len(terms), sum(len(t) for t in terms))
@@ -438,13 +436,14 @@ def copy_documents(
 ) -> int:
     """Write stored points as they are (vectors included) into ``store``, a document with its marker at a
     time; ``lex_lens`` replaces the recorded BM25 lengths (after ``relex``). Returns the chunks written."""
-    doc_ids = sorted(by_doc)
+    doc_ids, points = _in_order(by_doc)
     written = 0
     for start in range(0, len(doc_ids), docs_per_write):
         writes = []
-        for d in doc_ids[start : start + docs_per_write]:
+        for d, pts in zip(
+            doc_ids[start : start + docs_per_write], points[start : start + docs_per_write], strict=True
+        ):
             st = states.get(d)
-            pts = sorted(by_doc[d], key=lambda p: p.payload["chunk_index"])
             path = st.path if st else pts[0].payload.get("path", "")
             writes.append(DocumentWrite(d, st.doc_hash if st else "", path, pts, _lex_len(d, st, lex_lens)))
             written += len(pts)
@@ -452,6 +451,12 @@ def copy_documents(
         if progress:
             progress(stage="embed", advance=len(writes))
     return written
+
+
+def _in_order(by_doc: dict[str, list[StoredPoint]]) -> tuple[list[str], list[list[StoredPoint]]]:
+    """Documents sorted by id, each with its chunks in order: the order every rebuild writes in."""
+    doc_ids = sorted(by_doc)
+    return doc_ids, [sorted(by_doc[d], key=lambda p: p.payload["chunk_index"]) for d in doc_ids]
 
 
 def _lex_len(doc_id: str, state: DocState | None, lex_lens: dict[str, int] | None) -> int:

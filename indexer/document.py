@@ -70,8 +70,8 @@ class Chunk:
     @property
     def titled_text(self) -> str:
         """Title (and heading) always in front, even when the text begins with them: BEIR's exact
-        ``title + " " + text``. What the lexical branch indexes by default (``TITLE_ALWAYS``): a repeated title doubles
-        its terms' frequency, and BM25 ranks better for it (bench/README.md §2g)."""
+        ``title + " " + text``. What the lexical branch indexes by default (``TITLE_ALWAYS``): a repeated
+        title doubles its terms' frequency, and BM25 ranks better for it (bench/README.md §2g)."""
         head = " ".join(self._head())
         return f"{head} {self.text}".strip() if head else self.text
 
