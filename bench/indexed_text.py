@@ -1,8 +1,8 @@
 """Which part of the indexed text makes kret differ from the reference systems on a BEIR set, per branch.
 
 ``kret eval`` indexes a BEIR corpus as a user's JSONL file: the loader cleans the text, ``Chunk.embed_text``
-puts the title in front *unless the text already starts with it*, and passages longer than the model's window
-are chunked (document score = max over its chunks). The reference ("bm25-kiwi", ../shared/docs/baselines.md)
+(the dense text; BM25's too before 2026-12-02) puts the title in front *unless the text already starts with
+it*, and passages longer than the model's window are chunked (document score = max over its chunks). The reference ("bm25-kiwi", ../shared/docs/baselines.md)
 scores ``title + " " + text`` whole. Scoring is at parity on identical text (``bench/sparse_parity.py``), so
 this script changes one thing at a time and scores each variant with bm25s (lucene, k1 1.2, b 0.75) over
 kret's Kiwi terms and, with ``--dense``, with the default model (exact cosine over every unit):
@@ -10,8 +10,8 @@ kret's Kiwi terms and, with ``--dense``, with the default model (exact cosine ov
     beir           title + " " + raw text, whole passage              (the reference)
     cleaned        title + " " + kret's cleaned text, whole passage   (effect of the loader's cleaning)
     dedup          kret's title rule on the cleaned text, whole       (effect of not repeating the title)
-    chunks-title   kret's chunks, each with the title always in front (effect of chunking alone)
-    chunks         kret's chunks with kret's title rule               (what ``kret eval`` indexes)
+    chunks-title   kret's chunks, each with the title always in front (chunking alone; BM25's text now)
+    chunks         kret's chunks with embed_text's title rule        (BM25's text before 2026-12-02)
 
 Each row gives NDCG@10 and Recall@10 with a 95 % bootstrap CI and the paired difference against ``beir``.
 
