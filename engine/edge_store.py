@@ -41,6 +41,7 @@ from kret.engine.store import (
     QuerySpec,
     RawHit,
     Store,
+    check_version,
     manifest_point,
     marker_point,
     next_version,
@@ -429,9 +430,7 @@ class EdgeBackend(Backend):
         return self.root / check_collection_name(name)
 
     def _version_dir(self, name: str, version: str) -> Path:
-        if not isinstance(version, str) or not VERSION_RE.match(version):
-            raise UserInputError(f"{version!r} is not a collection version (v0001, v0002, ...)")
-        return self._dir(name) / version
+        return self._dir(name) / check_version(version)
 
     def _owned_dir(self, path: Path, parent: Path, what: str) -> Path:
         """``path`` itself when it is a real folder (not a symlink) whose real parent is ``parent``;
@@ -531,8 +530,7 @@ class EdgeBackend(Backend):
                 raise UserInputError(
                     f"version {version} is the live version of {name!r}; drop the collection instead"
                 )
-            if self.locks.building_elsewhere(name, version):
-                raise IndexInUseError(f"version {version} of {name!r} is being built by another kret process")
+            self.locks.refuse_if_built_elsewhere(name, version)
             if path.is_dir():
                 self._remove_version_folder(name, path)
             self.locks.forget_build(name, version)
@@ -565,10 +563,7 @@ class EdgeBackend(Backend):
                     f"refusing to remove {d}: it holds {', '.join(strange[:5])}, which kret does not make"
                 )
             for version in self.versions(name):
-                if self.locks.building_elsewhere(name, version):
-                    raise IndexInUseError(
-                        f"version {version} of {name!r} is being built by another kret process"
-                    )
+                self.locks.refuse_if_built_elsewhere(name, version)
                 if folder_in_use(d / version):
                     raise IndexInUseError(f"collection {name!r} is open in another kret process ({version})")
             # Remove the pointer first: a crash half-way leaves no collection that looks live.

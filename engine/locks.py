@@ -167,6 +167,11 @@ class CollectionLocks:
     def building_elsewhere(self, name: str, version: str) -> bool:
         return not self.building_here(name, version) and is_held(self._build_path(name, version))
 
+    def refuse_if_built_elsewhere(self, name: str, version: str) -> None:
+        """Raise "in use" when another live process is building ``version`` (before dropping it)."""
+        if self.building_elsewhere(name, version):
+            raise IndexInUseError(f"version {version} of {name!r} is being built by another kret process")
+
     def is_building(self, name: str, version: str) -> bool:
         return self.building_here(name, version) or is_held(self._build_path(name, version))
 

@@ -41,6 +41,7 @@ from kret.engine.store import (
     QuerySpec,
     RawHit,
     Store,
+    check_version,
     manifest_point,
     marker_point,
     next_version,
@@ -548,9 +549,7 @@ class ServerBackend(Backend):
         return f"{self.prefix}_{name}"
 
     def _collection(self, name: str, version: str) -> str:
-        if not VERSION_RE.match(version):
-            raise UserInputError(f"{version!r} is not a collection version (v0001, v0002, ...)")
-        return f"{self._alias(name)}__{version}"
+        return f"{self._alias(name)}__{check_version(version)}"
 
     def _call(self, fn: Callable[[QdrantClient], _T], missing: str = "collection not found") -> _T:
         try:
@@ -664,8 +663,8 @@ class ServerBackend(Backend):
                 raise UserInputError(
                     f"version {version} is the live version of {name!r}; drop the collection instead"
                 )
-            if self.locks and self.locks.building_elsewhere(name, version):
-                raise IndexInUseError(f"version {version} of {name!r} is being built by another kret process")
+            if self.locks:
+                self.locks.refuse_if_built_elsewhere(name, version)
             self._call(lambda c: c.delete_collection(collection))
             if self.locks:
                 self.locks.forget_build(name, version)
@@ -675,11 +674,9 @@ class ServerBackend(Backend):
 
         alias = self._alias(name)
         with self.writer(name), self.mutation(name):
-            for version in self.versions(name):
-                if self.locks and self.locks.building_elsewhere(name, version):
-                    raise IndexInUseError(
-                        f"version {version} of {name!r} is being built by another kret process"
-                    )
+            if self.locks:
+                for version in self.versions(name):
+                    self.locks.refuse_if_built_elsewhere(name, version)
             if alias in self._aliases():
                 # Remove the alias first: a crash half-way leaves no collection that looks live.
                 op = models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))

@@ -50,11 +50,12 @@ INTEGER_INDEXES = ("chunk_index",)
 VERSION_RE = re.compile(r"^v(\d{4,})$")
 
 
-def _lock_key(name: str, version: str) -> tuple[str, str]:
-    """A checked (name, version): both end up in a lock file's name."""
+def check_version(version: object) -> str:
+    """``version`` itself when it names a version (v0001, ...): the one check every backend applies before a
+    version becomes part of a path, a lock file's name or a server collection name."""
     if not isinstance(version, str) or not VERSION_RE.match(version):
         raise UserInputError(f"{version!r} is not a collection version (v0001, v0002, ...)")
-    return check_collection_name(name), version
+    return version
 
 
 def next_version(existing: Sequence[str]) -> str:
@@ -358,7 +359,9 @@ class Backend(ABC):
 
     def is_building(self, name: str, version: str) -> bool:
         """Whether a live process is building this version (created, not yet switched to)."""
-        return self.locks is not None and self.locks.is_building(*_lock_key(name, version))
+        return self.locks is not None and self.locks.is_building(
+            check_collection_name(name), check_version(version)
+        )
 
     def open_live(self, name: str) -> Store | None:
         version = self.live_version(name)
