@@ -369,22 +369,12 @@ def reembed(
             vectors[i] = dense[j]
         writes = []
         for o in completion.done(owners[i] for i in batch):
-            d = doc_ids[o]
             a, b = starts[o], starts[o + 1]
-            st = states.get(d)
             fresh = [
                 StoredPoint(p.id, vectors[a + j].tolist(), p.sparse, p.payload)
                 for j, p in enumerate(flat[a:b])
             ]
-            writes.append(
-                DocumentWrite(
-                    d,
-                    st.doc_hash if st else "",
-                    st.path if st else flat[a].payload.get("path", ""),
-                    fresh,
-                    lex_len=_lex_len(d, st, lex_lens),
-                )
-            )
+            writes.append(_rewrite(doc_ids[o], fresh, states, lex_lens))
         if writes:
             store.write_documents(writes)
         if progress:
@@ -443,9 +433,7 @@ def copy_documents(
         for d, pts in zip(
             doc_ids[start : start + docs_per_write], points[start : start + docs_per_write], strict=True
         ):
-            st = states.get(d)
-            path = st.path if st else pts[0].payload.get("path", "")
-            writes.append(DocumentWrite(d, st.doc_hash if st else "", path, pts, _lex_len(d, st, lex_lens)))
+            writes.append(_rewrite(d, pts, states, lex_lens))
             written += len(pts)
         store.write_documents(writes)
         if progress:
@@ -459,7 +447,12 @@ def _in_order(by_doc: dict[str, list[StoredPoint]]) -> tuple[list[str], list[lis
     return doc_ids, [sorted(by_doc[d], key=lambda p: p.payload["chunk_index"]) for d in doc_ids]
 
 
-def _lex_len(doc_id: str, state: DocState | None, lex_lens: dict[str, int] | None) -> int:
-    if lex_lens is not None:
-        return lex_lens[doc_id]
-    return state.lex_len if state else 0
+def _rewrite(
+    doc_id: str, points: list[StoredPoint], states: dict[str, DocState], lex_lens: dict[str, int] | None
+) -> DocumentWrite:
+    """A stored document written again into a new version: its recorded hash and path (from its chunks when
+    the marker is missing), and its BM25 length — ``lex_lens``'s when ``relex`` changed it."""
+    st = states.get(doc_id)
+    lex_len = lex_lens[doc_id] if lex_lens is not None else (st.lex_len if st else 0)
+    path = st.path if st else points[0].payload.get("path", "")
+    return DocumentWrite(doc_id, st.doc_hash if st else "", path, points, lex_len=lex_len)
