@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kret.engine.collection import open_collection, recorded_lexical_text
+from kret.engine.collection import recorded_lexical_text
 from kret.engine.search import SearchOptions
 from kret.engine.store import DEFAULT_HNSW_EF
 from kret.engine.types import ProgressFn
@@ -40,11 +40,6 @@ def eval_collection_name(
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", dataset.name).strip("-")[:40] or "dataset"
     tail = f"-{serving}" if serving else ""
     return f"eval-{slug}-{dataset.corpus_hash[:8]}-{fingerprint[:8]}-c{chunk_tokens or 'auto'}{tail}"
-
-
-def _lexical_text_of(kr: Kret, name: str) -> str:
-    with open_collection(kr.backend, name) as coll:
-        return recorded_lexical_text(coll.manifest)
 
 
 def evaluate_dataset(
@@ -74,11 +69,6 @@ def evaluate_dataset(
     )
     if summary.interrupted:
         raise KeyboardInterrupt
-    if _lexical_text_of(kr, name) != kr.settings.lexical_text:
-        # Cached under another lexical text rule: new BM25 vectors (Kiwi only; the dense ones are kept).
-        kr.reindex(name, lexical=True, progress=progress)
-        with contextlib.suppress(KretError):  # a version gc cannot remove stays listed; results do not use it
-            kr.gc(name)
     index_s = time.perf_counter() - t0
 
     opts = kr.search_options(k=max(depth, max(ks)), **search_overrides)
@@ -86,6 +76,17 @@ def evaluate_dataset(
     if max_queries:
         query_ids = query_ids[:max_queries]
     searcher = kr.open(name)
+    if recorded_lexical_text(searcher.collection.manifest) != kr.settings.lexical_text:
+        # Cached under another lexical text rule: new BM25 vectors (Kiwi only; the dense ones are kept).
+        t_relex = time.perf_counter()
+        try:
+            kr.reindex(name, lexical=True, reader=searcher, progress=progress)
+        finally:
+            searcher.collection.close()
+        with contextlib.suppress(KretError):  # a version gc cannot remove stays listed; results do not use it
+            kr.gc(name)
+        searcher = kr.open(name)
+        index_s += time.perf_counter() - t_relex
     try:
         opts = searcher.options(opts)  # the collection's calibrated fusion, if any, as the search will use it
         n_chunks = searcher.collection.store.count_chunks()
