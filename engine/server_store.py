@@ -99,9 +99,6 @@ class ServerStore(Store):
     ) -> None:
         self.client: QdrantClient | None = client
         self.collection = collection
-        # Set when ``create`` found this version's Qdrant collection made by another process (another
-        # machine: file locks do not reach it): a failed build must then not drop what is not its own.
-        self.made_elsewhere = False
         self.name = name
         self.version = version
         self.where = where or describe_client(client)

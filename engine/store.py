@@ -196,6 +196,9 @@ class Store(ABC):
     """One version of one collection."""
 
     name: str
+    # True when ``create`` found this version already made by another process that kret's file locks do not
+    # reach (a server shared with another machine): a failed build must not drop what is not its own.
+    made_elsewhere: bool = False
 
     @abstractmethod
     def create(self, dimension: int, manifest: dict[str, Any]) -> None:

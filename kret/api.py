@@ -32,7 +32,7 @@ from kret.engine.models import ModelInfo, ModelRegistry
 from kret.engine.pipeline import calibration_documents, index_files
 from kret.engine.search import Searcher, SearchOptions
 from kret.engine.sparse import KiwiBM25Encoder
-from kret.engine.store import Backend
+from kret.engine.store import Backend, Store
 from kret.engine.types import Hit, ProgressFn, SearchFilter
 from kret.errors import EmptyQueryError, KretError, UserInputError
 from kret.indexer.chunker import Chunker, ChunkingParams
@@ -633,14 +633,14 @@ class Kret:
         return KretRetriever.from_kret(self, **kwargs)
 
 
-def _discard(backend: Backend, name: str, version: str, store: Any) -> None:
+def _discard(backend: Backend, name: str, version: str, store: Store) -> None:
     """Remove a version whose build failed, keeping the original error: if closing or dropping fails too
     (the disk is full, another process holds it), the version stays an orphan that
     ``kret collections list`` shows and ``kret gc`` removes. A version another process made (a server shared
     with another machine) is not ours to remove: only this process's claim on it is dropped."""
     with contextlib.suppress(Exception):
         store.close()
-    if getattr(store, "made_elsewhere", False):
+    if store.made_elsewhere:
         if backend.locks is not None:
             backend.locks.end_build(name, version)
         return
