@@ -48,7 +48,8 @@ def main() -> None:
     summary = kr.index(
         [args.dataset / "corpus.jsonl"], collection=name, model=info.source or info.path, mirror=True
     )
-    print(f"{ds.name}: indexed in {time.perf_counter() - t0:.0f}s ({summary.added} added)", flush=True)
+    index_s = time.perf_counter() - t0
+    print(f"{ds.name}: indexed in {index_s:.0f}s ({summary.added} added)", flush=True)
 
     searcher = kr.open(name)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -61,6 +62,7 @@ def main() -> None:
                 df.update(point.sparse.indices)
         qids = list(ds.queries)
         runs: dict[str, list] = {m: [] for m in modes}
+        query_s: dict[str, float] = {}
         for mode in modes:
             t = time.perf_counter()
             for i in range(0, len(qids), 64):
@@ -75,9 +77,11 @@ def main() -> None:
                             for h in hits
                         ]
                     )
-            print(f"{ds.name}: {mode} {len(qids)} queries in {time.perf_counter() - t:.0f}s", flush=True)
+            query_s[mode] = time.perf_counter() - t
+            print(f"{ds.name}: {mode} {len(qids)} queries in {query_s[mode]:.0f}s", flush=True)
         encoder = searcher.encoder
         manifest = searcher.collection.manifest
+        n_chunks = searcher.collection.store.count_chunks()
     finally:
         searcher.collection.close()
 
@@ -93,6 +97,11 @@ def main() -> None:
         "collection": name,
         "model": {"name": info.name, "fingerprint": info.fingerprint},
         "chunking": manifest["chunking"],
+        # index_s is a from-scratch build only when added == the corpus size (an existing index is reused)
+        "index_s": index_s,
+        "added": summary.added,
+        "n_chunks": n_chunks,
+        "query_s": query_s,
         "n_points_with_terms": n_points,
         "df": {str(k): v for k, v in df.items()},
     }

@@ -12,12 +12,15 @@ documents still waiting for a vector.
 
 Large documents (more than ``part_chars`` characters, e.g. one 50 MB text file) would otherwise be
 all-or-nothing: hours of embedding, every chunk and vector in memory, nothing kept after an interrupt.
-They are chunked as a stream and committed in parts of about ``part_chars`` characters:
+They are chunked as a stream, in parts of about ``part_chars`` characters (``Chunker.iter_parts``), and
+committed part by part:
 
 1. the document's old points are deleted (it is absent from search while it is rewritten), unless an
-   earlier run left parts of the *same content hash*: then the run resumes after them;
+   earlier run left parts of the *same content hash*: then the run resumes after them, at the character
+   recorded on the pending marker, without walking the text before it;
 2. each part is one upsert of its chunk points with ``kind="part"`` plus a *pending* marker (the document
-   marker's point id, ``kind="pending"``) recording how many chunks and BM25 terms are committed so far;
+   marker's point id, ``kind="pending"``) recording how many chunks and BM25 terms are committed so far and
+   where the next part starts (character offset and section heading);
 3. after the last part, one operation turns the document's parts into ``kind="chunk"``, then the final
    ``kind="doc"`` marker overwrites the pending one.
 
@@ -48,7 +51,7 @@ from kret.engine.embedder import Embedder
 from kret.engine.sparse import KiwiBM25Encoder
 from kret.engine.store import PART_KIND, DocState, DocumentWrite, Store
 from kret.engine.types import ProgressFn, StoredPoint
-from kret.indexer.chunker import Chunker
+from kret.indexer.chunker import Chunker, ChunkPart, PartCursor
 from kret.indexer.document import Chunk, Document
 
 WAVE_DOCS = 5000
@@ -267,17 +270,26 @@ class Ingestor:
         self, doc: Document, pending: DocState | None, stats: _LexStats, progress: ProgressFn | None
     ) -> int:
         doc_hash = doc.content_hash
-        resume = pending is not None and pending.doc_hash == doc_hash
+        # A pending marker without a cursor was written before parts were resumable: start over.
+        resume = pending is not None and pending.doc_hash == doc_hash and pending.next_char is not None
         if resume:
-            state = DocState(doc.doc_id, doc_hash, doc.path, pending.n_chunks, pending.lex_len)
+            state = DocState(
+                doc.doc_id,
+                doc_hash,
+                doc.path,
+                pending.n_chunks,
+                pending.lex_len,
+                pending.next_char,
+                pending.heading,
+            )
             stats.add(state.n_chunks, state.lex_len)
         else:
             # Old version, stale parts and pending marker of this document: the rewrite starts clean.
             self.store.delete_documents([doc.doc_id])
-            state = DocState(doc.doc_id, doc_hash, doc.path, 0, 0)
+            state = DocState(doc.doc_id, doc_hash, doc.path, 0, 0, 0, "")
         if progress:
             where = (
-                f", resuming after {state.n_chunks} chunks already stored"
+                f", resuming after {state.n_chunks} chunks already stored (character {state.next_char:,})"
                 if resume and state.n_chunks
                 else ""
             )
@@ -286,28 +298,21 @@ class Ingestor:
                 f"committed in parts of ~{self.part_chars:,} characters{where}"
             )
         written = 0
-        part: list[Chunk] = []
-        chars = 0
-        for chunk in self.chunker.iter_chunks(doc):
-            if chunk.chunk_index < state.n_chunks:
-                continue  # committed by an earlier run
-            part.append(chunk)
-            chars += len(chunk.text)
-            if chars >= self.part_chars:
+        cursor = PartCursor(state.next_char or 0, state.n_chunks, state.heading)
+        for part in self.chunker.iter_parts(doc, self.part_chars, cursor):
+            if part.chunks:
                 written += self._write_part(doc, part, state, stats, progress)
-                part, chars = [], 0
-        if part:
-            written += self._write_part(doc, part, state, stats, progress)
         self.store.commit_parts(state)
         if progress:
             progress(stage="embed", advance=1)
         return written
 
     def _write_part(
-        self, doc: Document, part: list[Chunk], state: DocState, stats: _LexStats, progress: ProgressFn | None
+        self, doc: Document, part: ChunkPart, state: DocState, stats: _LexStats, progress: ProgressFn | None
     ) -> int:
-        texts = [c.embed_text for c in part]
-        terms = self.encoder.terms_batch([c.lexical_text(self.lexical_rule) for c in part])
+        chunks = part.chunks
+        texts = [c.embed_text for c in chunks]
+        terms = self.encoder.terms_batch([c.lexical_text(self.lexical_rule) for c in chunks])
         lex = sum(len(t) for t in terms)
         stats.add(len(texts), lex)
         sparse = self.encoder.encode_documents(terms, stats.avgdl)
@@ -321,12 +326,13 @@ class Ingestor:
             if progress:
                 progress(stage="embed", chunks=len(batch), tokens=_tokens_text(lengths, batch))
         points = []
-        for c, vec, sv in zip(part, dense, sparse, strict=True):
+        for c, vec, sv in zip(chunks, dense, sparse, strict=True):
             payload = chunk_payload(doc, c, state.doc_hash)
             payload["kind"] = PART_KIND
             points.append(StoredPoint(c.chunk_id, vec.tolist(), sv, payload))
-        state.n_chunks = part[-1].chunk_index + 1
+        state.n_chunks = part.cursor.index
         state.lex_len += lex
+        state.next_char, state.heading = part.cursor.next_char, part.cursor.heading
         self.store.write_part(state, points)
         return len(points)
 

@@ -113,6 +113,11 @@ class DocState:
     path: str
     n_chunks: int
     lex_len: int = 0  # total Kiwi terms over its chunks: BM25's average length is rebuilt from these
+    # A pending marker's resume point (``indexer.chunker.PartCursor``: the next part's first character and the
+    # section heading in effect there; its first chunk index is ``n_chunks``). None on markers written before
+    # parts were resumable: such a document starts over.
+    next_char: int | None = None
+    heading: str = ""
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> DocState:
@@ -123,6 +128,8 @@ class DocState:
             path=payload.get("path", ""),
             n_chunks=payload.get("n_chunks", 0),
             lex_len=payload.get("lex_len", 0),
+            next_char=payload.get("next_char"),
+            heading=payload.get("heading", ""),
         )
 
 
@@ -161,6 +168,8 @@ def state_point(state: DocState, kind: str) -> StoredPoint:
         "n_chunks": state.n_chunks,
         "lex_len": state.lex_len,
     }
+    if kind == PENDING_KIND and state.next_char is not None:
+        payload |= {"next_char": state.next_char, "heading": state.heading}
     return StoredPoint(id=doc_point_id(state.doc_id), dense=None, sparse=None, payload=payload)
 
 

@@ -49,6 +49,25 @@ class ChunkingParams:
         return {"chunk_tokens": self.chunk_tokens, "overlap_tokens": self.overlap_tokens}
 
 
+@dataclass(frozen=True)
+class PartCursor:
+    """Where a large document's next part starts: the character offset (a restartable block boundary), the
+    index of its first chunk and the section heading in effect there. Stored on the pending marker."""
+
+    next_char: int = 0
+    index: int = 0
+    heading: str = ""
+
+
+@dataclass
+class ChunkPart:
+    """One part of a large document: its chunks, and the cursor of the part after it (``next_char`` equal to
+    the text's length after the last part)."""
+
+    chunks: list[Chunk]
+    cursor: PartCursor
+
+
 @dataclass
 class _Piece:
     text: str
@@ -70,13 +89,16 @@ def _cuts(text: str, limit: int) -> list[tuple[int, int]]:
     return spans
 
 
-def _iter_blocks(text: str, max_chars: int | None = None) -> Iterator[tuple[str, str, int, int]]:
+def _iter_blocks(
+    text: str, max_chars: int | None = None, start: int = 0
+) -> Iterator[tuple[str, str, int, int]]:
     """``("heading", title, 0, 0)`` and ``("para", body, start, end)`` in document order.
 
     Paragraphs are runs of non-blank lines; a heading line closes the paragraph before it. A paragraph that
     grows past ``max_chars`` is emitted in slices (at line ends; one over-long line at spaces), so the walk
     holds at most one slice, never the whole text split into lines. ``None`` reads ``MAX_SLICE_CHARS`` at
-    call time (not at import), so the slice size can be changed for a run or a test.
+    call time (not at import), so the slice size can be changed for a run or a test. ``start`` begins the
+    walk there; from a :func:`_restartable` position it yields exactly what the walk from 0 yields after it.
     """
     if max_chars is None:
         max_chars = MAX_SLICE_CHARS
@@ -93,7 +115,7 @@ def _iter_blocks(text: str, max_chars: int | None = None) -> Iterator[tuple[str,
             lines.clear()
         chars = 0
 
-    pos = 0
+    pos = start
     n = len(text)
     while pos <= n:
         nl = text.find("\n", pos)
@@ -121,6 +143,13 @@ def _iter_blocks(text: str, max_chars: int | None = None) -> Iterator[tuple[str,
                 chars += len(line) + 1
         pos = nl + 1
     yield from flush(n)
+
+
+def _restartable(text: str, end: int) -> bool:
+    """Whether the block walk, started at ``end`` (the end of a paragraph block), continues exactly as the
+    walk from the start does: true at a line boundary, where the walk holds no lines; false inside an
+    over-long line that was cut at spaces (the rest of the line would join the next lines)."""
+    return end >= len(text) or text[end] == "\n" or (end > 0 and text[end - 1] == "\n")
 
 
 def _join(group: list[_Piece]) -> str:
@@ -218,9 +247,48 @@ class Chunker:
         A section is held back only while it might still fit in one chunk (its paragraphs' tokens add up to
         less than a few budgets); past that its paragraphs are packed as they arrive.
         """
+        return self._chunks_of(doc, _iter_blocks(doc.text))
+
+    def iter_parts(
+        self, doc: Document, part_chars: int, cursor: PartCursor | None = None
+    ) -> Iterator[ChunkPart]:
+        """The chunks of a large document in parts of about ``part_chars`` characters of text, from ``cursor``.
+
+        Why parts are chunked apart: an interrupted run must resume where it stopped without walking (and
+        re-chunking: minutes on a 50 MB file) what it already stored. So a part ends only where the block walk
+        can restart (:func:`_restartable`), each part is chunked on its own (the heading in effect carried
+        in, no overlap carried across), and the next part's :class:`PartCursor` is all a resume needs. A run
+        from a cursor gives exactly the chunks, ids included, that an uninterrupted run gives after it. Chunks
+        differ from :meth:`iter_chunks` only at part boundaries (the last chunk before one is not packed
+        together with the first after it).
+        """
+        cursor = cursor or PartCursor()
+        text = doc.text
+        slice_chars = min(MAX_SLICE_CHARS, part_chars)
+        blocks = _iter_blocks(text, slice_chars, start=cursor.next_char)
+        while cursor.next_char < len(text):
+            taken: list[tuple[str, str, int, int]] = []
+            chars = 0
+            next_char = len(text)
+            heading = cursor.heading
+            for block in blocks:
+                taken.append(block)
+                kind, body, _, end = block
+                if kind == "heading":
+                    heading = body
+                    continue
+                chars += len(body)
+                if chars >= part_chars and _restartable(text, end):
+                    next_char = end
+                    break
+            chunks = list(self._chunks_of(doc, iter(taken), cursor.heading, cursor.index))
+            cursor = PartCursor(next_char, cursor.index + len(chunks), heading)
+            yield ChunkPart(chunks, cursor)
+
+    def _chunks_of(
+        self, doc: Document, blocks: Iterator[tuple[str, str, int, int]], heading: str = "", index: int = 0
+    ) -> Iterator[Chunk]:
         overlap = self.params.overlap_tokens
-        index = 0
-        heading = ""
         budget = self.budget_for(doc.title, heading)
         waiting: list[tuple[str, int, int]] = []  # paragraphs read, not yet counted
         held: list[_Piece] = []  # counted paragraphs of a section that may still fit whole
@@ -277,7 +345,7 @@ class Chunker:
                 )
                 index += 1
 
-        for kind, text, start, end in _iter_blocks(doc.text):
+        for kind, text, start, end in blocks:
             if kind == "heading":
                 yield from emit(end_section())
                 heading = text

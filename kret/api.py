@@ -296,6 +296,14 @@ class Kret:
         with self.backend.writer(name):
             coll, info, emb = self._open_or_create(name, model, files, progress)
             summary = IndexSummary(collection=name, model=info.short)
+            rule = recorded_lexical_text(coll.manifest)
+            if rule != self.settings.lexical_text:
+                # The collection keeps its rule (its BM25 statistics must stay consistent); say how to move it.
+                summary.warnings.append(
+                    f"collection {name!r} indexes its BM25 text as {rule!r}, not as the lexical_text setting's "
+                    f"{self.settings.lexical_text!r}; `kret reindex -c {name} --lexical` moves it "
+                    "(Kiwi only, the dense vectors are kept; bench/README.md §2g)"
+                )
             try:
                 ingestor = Ingestor(
                     coll,

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -144,6 +145,60 @@ def test_interrupted_large_document_is_invisible_then_resumes(folder, tiny_model
         assert np.allclose(p.dense, q.dense, atol=1e-6)
         assert p.sparse.indices == q.sparse.indices
         assert np.allclose(p.sparse.values, q.sparse.values, atol=1e-6)
+
+
+def test_resume_starts_at_the_stored_cursor_without_walking_the_stored_text(
+    folder, tiny_model_dir, tmp_path, monkeypatch
+):
+    """The resumed run neither embeds nor chunks what is stored: on the 50 MB file re-chunking the stored
+    prefix cost 465 s of a resume (bench/README.md §7). The pending marker carries the next part's first
+    character, and the block walk starts there."""
+    from kret.indexer import chunker as chunker_mod
+
+    kr = make_kret(tmp_path / "home", tiny_model_dir)
+    stop = EmbedCounter(monkeypatch, stop_at=12)
+    assert kr.index([folder]).interrupted
+    ((big_id, pending),) = snapshot(kr)["pending"].items()
+    text = (folder / "big.txt").read_text(encoding="utf-8")
+    assert 0 < pending.next_char < len(text)
+
+    walked: list[tuple[int, int]] = []  # (start, characters of paragraphs handed to the chunker)
+    original = chunker_mod._iter_blocks
+
+    def spy(text, max_chars=None, start=0):
+        walked.append((start, 0))
+        for block in original(text, max_chars, start):
+            walked[-1] = (start, walked[-1][1] + len(block[1]))
+            yield block
+
+    monkeypatch.setattr(chunker_mod, "_iter_blocks", spy)
+    stop.stop_at = None
+    kr.index([folder])
+    assert [w[0] for w in walked] == [pending.next_char]  # hangul.txt is unchanged: not chunked at all
+    assert walked[0][1] <= len(text) - pending.next_char
+    assert not snapshot(kr)["pending"]
+
+
+def test_a_pending_marker_without_a_cursor_starts_over(folder, tiny_model_dir, tmp_path, monkeypatch):
+    """Parts stored by a kret that recorded no cursor cannot be resumed safely (their chunk boundaries came
+    from whole-document chunking): the document is rewritten from the start, never spliced."""
+    from kret.engine import store as store_mod
+
+    kr = make_kret(tmp_path / "home", tiny_model_dir)
+    stop = EmbedCounter(monkeypatch, stop_at=12)
+    original = store_mod.state_point
+    monkeypatch.setattr(store_mod, "state_point", lambda st, kind: original(replace(st, next_char=None), kind))
+    monkeypatch.setattr("kret.engine.edge_store.state_point", store_mod.state_point)
+    assert kr.index([folder]).interrupted
+    ((big_id, pending),) = snapshot(kr)["pending"].items()
+    assert pending.next_char is None and pending.n_chunks > 0
+
+    monkeypatch.undo()
+    counter = EmbedCounter(monkeypatch)
+    kr.index([folder])
+    done = snapshot(kr)
+    assert counter.texts == done["states"][big_id].n_chunks  # every chunk embedded again
+    assert_complete_or_absent(kr, done)
 
 
 def test_full_disk_between_parts_stops_with_one_line_and_resumes(

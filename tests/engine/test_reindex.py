@@ -105,7 +105,12 @@ def test_lexical_reindex_equals_a_fresh_index_and_keeps_the_dense_vectors(backen
     assert kr.collection_info("old")["sparse"]["text"] == "as-embedded"
     assert any(before[i][2] != fresh[i][2] for i in fresh), "the samples have titles the rule repeats"
 
+    hint = kr.index([SAMPLES], collection="old").warnings
+    assert any("--lexical" in w and "'as-embedded'" in w for w in hint), hint
+    assert not kr.index([SAMPLES], collection="fresh").warnings
+
     result = kr.reindex("old", lexical=True)
+    assert not kr.index([SAMPLES], collection="old").warnings
     after = _vectors(kr, "old")
     assert result["lexical_text"] == kr.collection_info("old")["sparse"]["text"] == "title-always"
     assert set(after) == set(fresh)

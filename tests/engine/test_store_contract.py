@@ -277,6 +277,32 @@ def spec(**kw) -> QuerySpec:
 
 
 # collection and documents ------------------------------------------------------------------------------
+def test_a_document_in_parts_is_invisible_until_committed_and_keeps_its_cursor(store: Store) -> None:
+    """engine/ingest.py's large-document protocol on every backend: parts with a pending marker that carries
+    the resume cursor, invisible to search and counts; one commit turns them into chunks."""
+    from dataclasses import replace
+
+    from kret.engine.store import PART_KIND, DocState
+
+    def part(index: int) -> StoredPoint:
+        p = chunk("big", index, {7: 1.0}, "big.txt", "txt", {})
+        return replace(p, payload={**p.payload, "kind": PART_KIND, "doc_hash": "hash-big"})
+
+    state = DocState("big", "hash-big", "big.txt", 2, 2, next_char=1234, heading="둘째 절")
+    store.write_part(state, [part(0), part(1)])
+    assert store.pending_documents()["big"] == state
+    assert "big" not in store.doc_states() and store.count_chunks() == 4
+    live = [Condition("kind", "chunk")]  # what engine/search.py adds to every query
+    assert ids(store.query(spec(mode="sparse", sparse=sparse({7: 1.0}), conditions=live))) == []
+
+    store.commit_parts(replace(state, n_chunks=2))
+    assert store.pending_documents() == {}
+    done = store.doc_states()["big"]
+    assert (done.n_chunks, done.lex_len, done.next_char) == (2, 2, None)  # a complete document has no cursor
+    assert store.count_chunks() == 6
+    assert len(ids(store.query(spec(mode="sparse", sparse=sparse({7: 1.0}), conditions=live)))) == 2
+
+
 def test_manifest_round_trip(backend: Backend) -> None:
     version, s = backend.new_version(NAME)
     assert version == "v0001"

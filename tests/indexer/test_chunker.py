@@ -176,3 +176,58 @@ def test_an_unknown_recorded_lexical_rule_is_refused() -> None:
     assert recorded_lexical_text({"sparse": {"text": "title-always"}}) == "title-always"
     with pytest.raises(StoreError, match="unknown lexical text rule 'x'"):
         recorded_lexical_text({"sparse": {"text": "x"}})
+
+
+def parts_text() -> str:
+    """Headings, paragraphs, blank lines and one line far longer than a slice (cut at spaces): every kind of
+    place a part boundary could fall."""
+    paras = []
+    for i in range(30):
+        if i % 7 == 0:
+            paras.append(f"# 절 {i}")
+        paras.append("\n".join(f"{i}번째 문단의 {j}번째 줄입니다." for j in range(1 + i % 4)))
+        if i == 12:
+            paras.append(" ".join(f"긴줄{k}" for k in range(300)))  # ~2,000 characters, no newline
+    return "\n\n".join(paras) + "\n"
+
+
+def test_parts_resume_from_any_cursor_with_exactly_the_chunks_of_an_uninterrupted_run(monkeypatch):
+    """A resumed large document (engine/ingest.py) starts at a part's cursor without walking the text
+    before it; that is only correct if the chunks from there on, ids included, are those an uninterrupted
+    run produces — whatever the boundary fell on (a heading, a blank line, an over-long line's cut)."""
+    from kret.indexer import chunker as chunker_mod
+    from kret.indexer.chunker import PartCursor
+
+    monkeypatch.setattr(chunker_mod, "MAX_SLICE_CHARS", 150)  # the long line is cut into slices
+    ch = chunker(60, 10)
+    d = doc(parts_text(), title="제목")
+    parts = list(ch.iter_parts(d, 200))
+    assert len(parts) > 5
+    chunks = [c for p in parts for c in p.chunks]
+    assert [c.chunk_index for c in chunks] == list(range(len(chunks)))
+    assert parts[-1].cursor.next_char == len(d.text)
+    assert {c.heading for c in chunks} >= {"절 0", "절 7", "절 14"}
+    # the part texts cover the document in order (spans never go back)
+    assert all(
+        a.end_char <= b.start_char or a.chunk_index + 1 == b.chunk_index for a, b in zip(chunks, chunks[1:])
+    )
+    for n, p in enumerate(parts):
+        cursor = p.cursor
+        assert chunker_mod._restartable(d.text, cursor.next_char)
+        rest = [c for q in ch.iter_parts(d, 200, cursor) for c in q.chunks]
+        assert rest == [c for q in parts[n + 1 :] for c in q.chunks], f"resume after part {n}"
+    assert PartCursor() == PartCursor(0, 0, "")
+
+
+def test_a_cut_inside_an_over_long_line_is_not_a_restart_point():
+    from kret.indexer.chunker import _iter_blocks, _restartable
+
+    text = "앞 문단\n\n" + " ".join(f"단어{k}" for k in range(100)) + "\n뒤 줄\n"
+    blocks = [b for b in _iter_blocks(text, 60) if b[0] == "para"]
+    cuts = [end for _, _, _, end in blocks[1:-1]]  # the long line's slices, but its last
+    assert cuts and not any(_restartable(text, e) for e in cuts[:-1])
+    for _, _, _, end in blocks:
+        if _restartable(text, end):
+            assert list(_iter_blocks(text, 60, start=end)) == [
+                b for b in _iter_blocks(text, 60) if b[0] == "para" and b[2] >= end
+            ]
