@@ -185,9 +185,11 @@ def test_a_pending_marker_without_a_cursor_starts_over(folder, tiny_model_dir, t
     from kret.engine import store as store_mod
 
     kr = make_kret(tmp_path / "home", tiny_model_dir)
-    stop = EmbedCounter(monkeypatch, stop_at=12)
+    EmbedCounter(monkeypatch, stop_at=12)
     original = store_mod.state_point
-    monkeypatch.setattr(store_mod, "state_point", lambda st, kind: original(replace(st, next_char=None), kind))
+    monkeypatch.setattr(
+        store_mod, "state_point", lambda st, kind: original(replace(st, next_char=None), kind)
+    )
     monkeypatch.setattr("kret.engine.edge_store.state_point", store_mod.state_point)
     assert kr.index([folder]).interrupted
     ((big_id, pending),) = snapshot(kr)["pending"].items()

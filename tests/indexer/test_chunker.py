@@ -207,10 +207,8 @@ def test_parts_resume_from_any_cursor_with_exactly_the_chunks_of_an_uninterrupte
     assert [c.chunk_index for c in chunks] == list(range(len(chunks)))
     assert parts[-1].cursor.next_char == len(d.text)
     assert {c.heading for c in chunks} >= {"절 0", "절 7", "절 14"}
-    # the part texts cover the document in order (spans never go back)
-    assert all(
-        a.end_char <= b.start_char or a.chunk_index + 1 == b.chunk_index for a, b in zip(chunks, chunks[1:])
-    )
+    # in document order: spans never go back
+    assert all(a.start_char <= b.start_char for a, b in zip(chunks, chunks[1:], strict=False))
     for n, p in enumerate(parts):
         cursor = p.cursor
         assert chunker_mod._restartable(d.text, cursor.next_char)
