@@ -97,8 +97,12 @@ def _iter_blocks(
     Paragraphs are runs of non-blank lines; a heading line closes the paragraph before it. A paragraph that
     grows past ``max_chars`` is emitted in slices (at line ends; one over-long line at spaces), so the walk
     holds at most one slice, never the whole text split into lines. ``None`` reads ``MAX_SLICE_CHARS`` at
-    call time (not at import), so the slice size can be changed for a run or a test. ``start`` begins the
-    walk there; from a :func:`_restartable` position it yields exactly what the walk from 0 yields after it.
+    call time (not at import), so the slice size can be changed for a run or a test.
+
+    ``start`` begins the walk at the end of a paragraph block of an earlier walk, and yields exactly what
+    that walk yielded after it (a large document's parts resume there): such an end is a line start, the
+    end of a line, or a cut inside an over-long line, whose rest is cut the same way (``_cuts`` is
+    memoryless), never read as a line of its own.
     """
     if max_chars is None:
         max_chars = MAX_SLICE_CHARS
@@ -117,6 +121,15 @@ def _iter_blocks(
 
     pos = start
     n = len(text)
+    if 0 < start < n and text[start - 1] != "\n":  # inside an over-long line: its rest, in cuts
+        nl = text.find("\n", start)
+        nl = n if nl < 0 else nl
+        rest = text[start:nl]
+        for a, b in _cuts(rest, max_chars):
+            part = rest[a:b].strip()
+            if part:
+                yield ("para", part, start + a, start + b)
+        pos = nl + 1
     while pos <= n:
         nl = text.find("\n", pos)
         if nl < 0:
@@ -143,13 +156,6 @@ def _iter_blocks(
                 chars += len(line) + 1
         pos = nl + 1
     yield from flush(n)
-
-
-def _restartable(text: str, end: int) -> bool:
-    """Whether the block walk, started at ``end`` (the end of a paragraph block), continues exactly as the
-    walk from the start does: true at a line boundary, where the walk holds no lines; false inside an
-    over-long line that was cut at spaces (the rest of the line would join the next lines)."""
-    return end >= len(text) or text[end] == "\n" or (end > 0 and text[end - 1] == "\n")
 
 
 def _join(group: list[_Piece]) -> str:
@@ -255,9 +261,11 @@ class Chunker:
         """The chunks of a large document in parts of about ``part_chars`` characters of text, from ``cursor``.
 
         Why parts are chunked apart: an interrupted run must resume where it stopped without walking (and
-        re-chunking: minutes on a 50 MB file) what it already stored. So a part ends only where the block walk
-        can restart (:func:`_restartable`), each part is chunked on its own (the heading in effect carried
-        in, no overlap carried across), and the next part's :class:`PartCursor` is all a resume needs. A run
+        re-chunking: minutes on a 50 MB file) what it already stored. So a part ends at the end of a paragraph
+        block, where the block walk can restart (:func:`_iter_blocks`), each part is chunked on its own (the
+        heading in effect carried in, no overlap carried across), and the next part's :class:`PartCursor` is
+        all a resume needs. Blocks are at most ``part_chars`` long, so a part is too (about twice at most),
+        even for a file that is one line. A run
         from a cursor gives exactly the chunks, ids included, that an uninterrupted run gives after it. Chunks
         differ from :meth:`iter_chunks` only at part boundaries (the last chunk before one is not packed
         together with the first after it).
@@ -278,7 +286,7 @@ class Chunker:
                     heading = body
                     continue
                 chars += len(body)
-                if chars >= part_chars and _restartable(text, end):
+                if chars >= part_chars:
                     next_char = end
                     break
             chunks = list(self._chunks_of(doc, iter(taken), cursor.heading, cursor.index))

@@ -211,21 +211,30 @@ def test_parts_resume_from_any_cursor_with_exactly_the_chunks_of_an_uninterrupte
     assert all(a.start_char <= b.start_char for a, b in zip(chunks, chunks[1:], strict=False))
     for n, p in enumerate(parts):
         cursor = p.cursor
-        assert chunker_mod._restartable(d.text, cursor.next_char)
         rest = [c for q in ch.iter_parts(d, 200, cursor) for c in q.chunks]
         assert rest == [c for q in parts[n + 1 :] for c in q.chunks], f"resume after part {n}"
     assert PartCursor() == PartCursor(0, 0, "")
 
 
-def test_a_cut_inside_an_over_long_line_is_not_a_restart_point():
-    from kret.indexer.chunker import _iter_blocks, _restartable
+def test_the_block_walk_restarts_at_any_paragraph_end_even_inside_an_over_long_line():
+    """Every paragraph block's end is a cursor a large document can resume at: after a restart there the walk
+    yields exactly what the whole walk yielded after it — also inside a line cut at spaces, whose rest must be
+    cut as before and never read as a line (which would join the next lines, or look like a heading)."""
+    from kret.indexer.chunker import _iter_blocks
 
-    text = "앞 문단\n\n" + " ".join(f"단어{k}" for k in range(100)) + "\n뒤 줄\n"
-    blocks = [b for b in _iter_blocks(text, 60) if b[0] == "para"]
-    cuts = [end for _, _, _, end in blocks[1:-1]]  # the long line's slices, but its last
-    assert cuts and not any(_restartable(text, e) for e in cuts[:-1])
-    for _, _, _, end in blocks:
-        if _restartable(text, end):
-            assert list(_iter_blocks(text, 60, start=end)) == [
-                b for b in _iter_blocks(text, 60) if b[0] == "para" and b[2] >= end
-            ]
+    text = "앞 문단\n\n" + " ".join(f"단어{k}" for k in range(100)) + "#없음\n뒤 줄\n# 절\n끝 줄\n"
+    walk = list(_iter_blocks(text, 60))
+    paras = [i for i, b in enumerate(walk) if b[0] == "para"]
+    assert len(paras) > 6 and any(text[walk[i][3]] not in "\n" for i in paras)  # cuts inside the line
+    for i in paras:
+        assert list(_iter_blocks(text, 60, start=walk[i][3])) == walk[i + 1 :], f"restart after block {i}"
+
+
+def test_a_file_that_is_one_line_still_comes_in_bounded_parts():
+    ch = chunker(60, 10)
+    text = " ".join(f"{i}번째 문장입니다." for i in range(3_000))  # ~33,000 characters, no newline
+    parts = list(ch.iter_parts(doc(text), 2_000))
+    assert len(parts) > 10
+    assert max(p.chunks[-1].end_char - p.chunks[0].start_char for p in parts) <= 4_000
+    whole = [c for p in parts for c in p.chunks]
+    assert "2999번째" in whole[-1].text and whole[0].text.startswith("0번째")
