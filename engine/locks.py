@@ -20,9 +20,9 @@ clean: a version left by a crash is an orphan that gc may remove.
 
 ``CollectionLocks`` is the protocol for one backend. Qdrant Edge keeps its lock files next to the shards; a
 Qdrant server's backend keeps them under ``KRET_HOME/locks/<server>``, so the kret processes of one machine
-that share a server follow the same protocol. ``flock`` does not reach other machines: a server shared by
-several machines relies on the server's own atomic steps (creating a collection fails when it exists; the
-alias switch is one request), see docs/deployment.md.
+that share a server follow the same protocol. ``flock`` does not reach other machines: there, writers also
+hold a lease on the server (``engine.server_lease``), and the server's own atomic steps (creating a
+collection fails when it exists; the alias switch is one request) do the rest, see docs/deployment.md.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import re
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,6 +26,8 @@ from kret.engine.fusion import QdrantFusion
 from kret.engine.locks import CollectionLocks
 from kret.engine.names import check_collection_name
 from kret.engine.server_errors import describe_client, one_line, translate_error
+from kret.engine.server_lease import ServerLeases
+from kret.engine.server_lease import describe as describe_lease
 from kret.engine.store import (
     DENSE,
     INTEGER_INDEXES,
@@ -466,6 +469,7 @@ class ServerBackend(Backend):
         write_consistency_factor: int | None = None,
         where: str | None = None,
         lock_dir: Path | None = None,
+        leases: bool = False,
     ) -> None:
         if not _NAME_RE.match(prefix):
             raise UserInputError(
@@ -479,6 +483,9 @@ class ServerBackend(Backend):
         self.where = where or describe_client(client)
         # The kret processes of this machine that share the server follow engine.locks' protocol there.
         self.locks = CollectionLocks(lock_dir) if lock_dir is not None else None
+        # Across machines, writers hold a lease on the server (engine.server_lease); "-" cannot follow the
+        # prefix in any name of ours (collections are "<prefix>_<name>…"), so the lease collection is apart.
+        self.leases = ServerLeases(client, f"{prefix}-leases", call=self._call) if leases else None
 
     @classmethod
     def connect(
@@ -493,11 +500,13 @@ class ServerBackend(Backend):
         replication_factor: int | None = None,
         write_consistency_factor: int | None = None,
         lock_dir: Path | None = None,
+        leases: bool = False,
     ) -> ServerBackend:
         """Connect and check the server answers now, so a wrong URL or a down server fails at start-up with
         one clear line rather than deep inside an ingest. ``url=":memory:"`` is qdrant-client's local mode.
         ``timeout`` is in seconds (rounded up to a whole second, at least 1: the client takes an int).
-        ``lock_dir``: where this machine's kret processes keep their lock files for this server."""
+        ``lock_dir``: where this machine's kret processes keep their lock files for this server. ``leases``:
+        writers also hold a lease on the server, which serialises writers on different machines."""
         from qdrant_client import QdrantClient
 
         if url == ":memory:":
@@ -523,6 +532,7 @@ class ServerBackend(Backend):
             write_consistency_factor=write_consistency_factor,
             where=url,
             lock_dir=lock_dir,
+            leases=leases,
         )
         try:
             client.get_collections()
@@ -653,12 +663,31 @@ class ServerBackend(Backend):
             if self.locks:
                 self.locks.end_build(name, version)
 
+    @contextmanager
+    def writer(self, name: str) -> Iterator[None]:
+        """This machine's writer lock, then the server's writer lease (a writer elsewhere: "in use")."""
+        with super().writer(name):
+            if self.leases is None:
+                yield
+                return
+            busy = (
+                f"collection {name!r} is in use by a kret process on another machine (index, reindex or rm)"
+            )
+            with self.leases.held(_writer_key(name), busy):
+                yield
+
     def drop_version(self, name: str, version: str) -> None:
         collection = self._collection(name, version)
         with self.mutation(name):
             if self.live_version(name) == version:
                 raise UserInputError(
                     f"version {version} is the live version of {name!r}; drop the collection instead"
+                )
+            other = self.leases.held_elsewhere(_writer_key(name)) if self.leases else None
+            if other is not None:  # it may be building this version (a reindex on another machine)
+                raise IndexInUseError(
+                    f"collection {name!r} is being written on another machine "
+                    f"({describe_lease(other, time.time())}); its versions are left alone"
                 )
             if self.locks:
                 self.locks.refuse_if_built_elsewhere(name, version)
@@ -689,6 +718,10 @@ class ServerBackend(Backend):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _writer_key(name: str) -> str:
+    return f"writer:{name}"
 
 
 __all__ = ["ServerBackend", "ServerStore"]

@@ -61,6 +61,7 @@ def server_backend(settings: Settings, *, prefix: str = "kret") -> ServerBackend
         replication_factor=settings.replication_factor,
         write_consistency_factor=settings.write_consistency_factor,
         lock_dir=server_lock_dir(settings, url, prefix),
+        leases=True,
     )
 
 

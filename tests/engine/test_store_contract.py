@@ -831,6 +831,87 @@ def test_two_machines_creating_one_version_never_drop_each_others(tmp_path: Path
     client.close()
 
 
+def two_machines(tmp_path: Path, **lease_kw) -> tuple[ServerBackend, ServerBackend]:
+    """Two machines sharing one server: separate lock folders (flock reaches neither), leases on."""
+    client = QdrantClient(":memory:")
+    machines = []
+    for m in ("a", "b"):
+        b = ServerBackend(client, prefix="t", lock_dir=tmp_path / f"machine-{m}", leases=True)
+        assert b.leases is not None
+        b.leases.owner = f"host-{m}:{100 if m == 'a' else 200}:x"
+        for k, v in lease_kw.items():
+            setattr(b.leases, k, v)
+        machines.append(b)
+    return machines[0], machines[1]
+
+
+def test_a_writer_on_another_machine_is_refused_by_the_server_lease(tmp_path: Path) -> None:
+    """flock does not reach another machine; the lease on the server does: a second machine's writer gets
+    "in use" naming the holder, and gets the collection once the first is done."""
+    here, there = two_machines(tmp_path)
+    with here.writer(NAME):
+        busy = r"another machine .*\(held by host-a pid 100, expires in \d+ s\)"
+        with pytest.raises(IndexInUseError, match=busy), there.writer(NAME):
+            pass
+        with there.writer("other"):  # another collection is free
+            pass
+    with there.writer(NAME):
+        pass
+    assert "t-leases" not in here.stored_names() and here.list_collections() == []
+
+
+def test_gc_on_another_machine_leaves_a_version_being_built_alone(tmp_path: Path) -> None:
+    """The gap docs/deployment.md used to list: gc on machine B deleted the version a reindex on machine A
+    was still building. While A holds the collection's writer lease, B drops none of its versions."""
+    here, there = two_machines(tmp_path)
+    _, live = new_live(here, writes=CORPUS)
+    live.close()
+    with here.writer(NAME):  # a reindex on machine A
+        version, building = here.new_version(NAME)
+        building.create(DIM, MANIFEST)
+        with pytest.raises(IndexInUseError, match="being written on another machine"):
+            there.drop_version(NAME, version)
+        assert version in there.versions(NAME)
+    there.drop_version(NAME, version)  # A is done (here: it gave up): now an orphan gc may remove
+    assert version not in there.versions(NAME)
+
+
+def test_a_crashed_writers_lease_expires_and_a_late_renewal_is_reported() -> None:
+    """A holder that stops renewing (kill -9) blocks the collection for one time to live, not forever; a
+    holder whose lease was taken over learns it at its next renewal and its run ends with an error."""
+    from kret.engine.server_lease import ServerLeases
+
+    client = QdrantClient(":memory:")
+    now = [1000.0]
+    a = ServerLeases(client, "leases", ttl_s=60, owner="host-a:1:x", clock=lambda: now[0])
+    b = ServerLeases(client, "leases", ttl_s=60, owner="host-b:2:y", clock=lambda: now[0])
+    assert a.acquire("k") is None
+    assert b.acquire("k")["owner"] == "host-a:1:x"
+    now[0] += 59
+    assert a.renew("k")  # renewed in time: another 60 s
+    now[0] += 61
+    assert b.acquire("k") is None  # a stopped renewing: expired, taken over
+    assert (
+        not a.renew("k") and b.held_elsewhere("k") is None and a.held_elsewhere("k")["owner"] == "host-b:2:y"
+    )
+    a.release("k")  # not a's any more: nothing happens
+    assert a.holder("k")["owner"] == "host-b:2:y"
+    b.release("k")
+    assert a.holder("k") is None
+
+
+def test_a_lease_lost_during_a_run_fails_the_run(tmp_path: Path) -> None:
+    import time
+
+    here, there = two_machines(tmp_path, ttl_s=0.3)
+    assert here.leases is not None and there.leases is not None
+    lost = r"expired during this run and another owner took it \(held by host-b"
+    with pytest.raises(IndexInUseError, match=lost), here.writer(NAME):
+        there.leases.clock = lambda: time.time() + 10  # b sees a's lease as expired, and takes it
+        assert there.leases.acquire(f"writer:{NAME}") is None
+        time.sleep(0.5)  # a's renewal thread finds it gone
+
+
 def test_connect_memory() -> None:
     backend = ServerBackend.connect(":memory:")
     try:
