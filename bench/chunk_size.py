@@ -74,6 +74,21 @@ def run(args: argparse.Namespace) -> None:
         )
 
 
+def embedded_tokens(home: Path, collection: str) -> int:
+    """Tokens the model embedded for a collection (every chunk's embedded text, with its prompt): what index
+    time is made of, and unlike a time on a shared machine, free of load."""
+    from kret.api import Kret
+    from kret.engine.ingest import stored_chunk
+
+    searcher = Kret(home=home).open(collection)
+    try:
+        texts = [stored_chunk(p).embed_text for p in searcher.collection.store.scroll_chunks()]
+        emb = searcher.embedder
+        return sum(emb.count_tokens(texts)) + len(texts) * emb.prompt_overhead
+    finally:
+        searcher.collection.close()
+
+
 def _size_key(folder: Path) -> tuple[int, int]:
     size = folder.name.removeprefix("c")
     return (1, 0) if size == REFERENCE else (0, int(size))
@@ -88,7 +103,11 @@ def report(args: argparse.Namespace) -> None:
         scored: dict[str, dict] = {}
         for folder in sizes:
             size = folder.name.removeprefix("c")
-            meta = json.loads((folder / f"{ds}.meta.json").read_text())
+            meta_path = folder / f"{ds}.meta.json"
+            meta = json.loads(meta_path.read_text())
+            if "embedded_tokens" not in meta and args.home.exists():
+                meta["embedded_tokens"] = embedded_tokens(args.home, meta["collection"])
+                meta_path.write_text(json.dumps(meta))
             _, runs = load(str(folder / ds))
             scored[size] = {
                 "meta": meta,
@@ -104,10 +123,10 @@ def report(args: argparse.Namespace) -> None:
             f"model {first['model']['fingerprint'][:12]})"
         )
         print(
-            "| chunk tokens / overlap | chunks | index s | system | NDCG@10 | Recall@10 | MRR@10 "
+            "| chunk tokens / overlap | chunks | tokens embedded | index s | system | NDCG@10 | Recall@10 | MRR@10 "
             f"| Δ NDCG@10 vs {REFERENCE} [95 % CI], p |"
         )
-        print("|---|---:|---:|---|---:|---:|---:|---|")
+        print("|---|---:|---:|---:|---|---:|---:|---:|---|")
         out[ds] = {"data_hash": first["data_hash"], "model": first["model"], "sizes": {}}
         for size, s in scored.items():
             meta = s["meta"]
@@ -115,6 +134,7 @@ def report(args: argparse.Namespace) -> None:
             entry = {
                 "chunking": ch,
                 "n_chunks": meta.get("n_chunks"),
+                "embedded_tokens": meta.get("embedded_tokens"),
                 "index_s": meta.get("index_s"),
                 "from_scratch": bool(meta.get("added")),  # 0 added: an index of an earlier run was reused
                 "systems": {},
@@ -139,7 +159,8 @@ def report(args: argparse.Namespace) -> None:
                 entry["systems"][system] = row
                 index_s = f"{meta['index_s']:.0f}" if meta.get("index_s") is not None else "?"
                 print(
-                    f"| {ch['chunk_tokens']} / {ch['overlap_tokens']} | {meta.get('n_chunks', '?')} | {index_s} "
+                    f"| {ch['chunk_tokens']} / {ch['overlap_tokens']} | {meta.get('n_chunks', '?')} "
+                    f"| {meta.get('embedded_tokens', '?')} | {index_s} "
                     f"| {system} | " + " | ".join(cells) + f" | {test} |"
                 )
             out[ds]["sizes"][size] = entry
@@ -160,6 +181,12 @@ def main() -> None:
     p = sub.add_parser("report", help="score every saved size per set")
     p.add_argument("out", type=Path)
     p.add_argument("--json", type=Path)
+    p.add_argument(
+        "--home",
+        type=Path,
+        default=Path(".kret/chunk-size-home"),
+        help="run's home: to count embedded tokens",
+    )
     args = ap.parse_args()
     run(args) if args.cmd == "run" else report(args)
 
