@@ -115,8 +115,7 @@ def run(path: Path, model: str, home: Path, max_seconds: float, part_chars: int 
             peak[key] = 0.0
         committing.set()
         t = time.perf_counter()
-        original_commit(self, state)
-        committing.clear()
+        original_commit(self, state)  # sampling stays at 10 ms to the end: the index build follows
         print(
             f"[{time.perf_counter() - started:7.1f}s] final commit of {state.n_chunks} chunks took "
             f"{time.perf_counter() - t:.1f}s; peak during it (MB): {json.dumps({k: round(v) for k, v in peak.items()})}",
