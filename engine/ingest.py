@@ -40,7 +40,7 @@ scored with.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -273,20 +273,12 @@ class Ingestor:
         # A pending marker without a cursor was written before parts were resumable: start over.
         resume = pending is not None and pending.doc_hash == doc_hash and pending.next_char is not None
         if resume:
-            state = DocState(
-                doc.doc_id,
-                doc_hash,
-                doc.path,
-                pending.n_chunks,
-                pending.lex_len,
-                pending.next_char,
-                pending.heading,
-            )
+            state = replace(pending, path=doc.path)
             stats.add(state.n_chunks, state.lex_len)
         else:
             # Old version, stale parts and pending marker of this document: the rewrite starts clean.
             self.store.delete_documents([doc.doc_id])
-            state = DocState(doc.doc_id, doc_hash, doc.path, 0, 0, 0, "")
+            state = DocState(doc.doc_id, doc_hash, doc.path, n_chunks=0, next_char=0)
         if progress:
             where = (
                 f", resuming after {state.n_chunks} chunks already stored (character {state.next_char:,})"

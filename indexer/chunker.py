@@ -89,6 +89,14 @@ def _cuts(text: str, limit: int) -> list[tuple[int, int]]:
     return spans
 
 
+def _cut_blocks(line: str, offset: int, max_chars: int) -> Iterator[tuple[str, str, int, int]]:
+    """An over-long line (starting at ``offset`` in the text) as paragraph blocks cut at spaces."""
+    for a, b in _cuts(line, max_chars):
+        part = line[a:b].strip()
+        if part:
+            yield ("para", part, offset + a, offset + b)
+
+
 def _iter_blocks(
     text: str, max_chars: int | None = None, start: int = 0
 ) -> Iterator[tuple[str, str, int, int]]:
@@ -124,11 +132,7 @@ def _iter_blocks(
     if 0 < start < n and text[start - 1] != "\n":  # inside an over-long line: its rest, in cuts
         nl = text.find("\n", start)
         nl = n if nl < 0 else nl
-        rest = text[start:nl]
-        for a, b in _cuts(rest, max_chars):
-            part = rest[a:b].strip()
-            if part:
-                yield ("para", part, start + a, start + b)
+        yield from _cut_blocks(text[start:nl], start, max_chars)
         pos = nl + 1
     while pos <= n:
         nl = text.find("\n", pos)
@@ -145,10 +149,7 @@ def _iter_blocks(
             if lines and chars + len(line) > max_chars:
                 yield from flush(pos)
             if len(line) > max_chars:
-                for a, b in _cuts(line, max_chars):
-                    part = line[a:b].strip()
-                    if part:
-                        yield ("para", part, pos + a, pos + b)
+                yield from _cut_blocks(line, pos, max_chars)
             else:
                 if not lines:
                     para_start = pos
@@ -265,10 +266,9 @@ class Chunker:
         block, where the block walk can restart (:func:`_iter_blocks`), each part is chunked on its own (the
         heading in effect carried in, no overlap carried across), and the next part's :class:`PartCursor` is
         all a resume needs. Blocks are at most ``part_chars`` long, so a part is too (about twice at most),
-        even for a file that is one line. A run
-        from a cursor gives exactly the chunks, ids included, that an uninterrupted run gives after it. Chunks
-        differ from :meth:`iter_chunks` only at part boundaries (the last chunk before one is not packed
-        together with the first after it).
+        even for a file that is one line. A run from a cursor gives exactly the chunks, ids included, that an
+        uninterrupted run gives after it. Chunks differ from :meth:`iter_chunks` only at part boundaries (the
+        last chunk before one is not packed together with the first after it).
         """
         cursor = cursor or PartCursor()
         text = doc.text
