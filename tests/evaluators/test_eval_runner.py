@@ -4,12 +4,11 @@ real indexing and search path, report contents, index reuse, compare, plot, and 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from cli_runner import invoke
 
 
 @pytest.fixture(scope="module")
@@ -43,14 +42,15 @@ def tiny_beir(tmp_path_factory, shared_dir) -> Path:
     return out
 
 
-def _kret(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "kret.cli.main", *args], env=env, capture_output=True, text=True, timeout=600
-    )
+def _kret(*args: str, env: dict[str, str]) -> SimpleNamespace:
+    """``kret ARGS`` in this process (the console script's error handling; no interpreter start-up and no
+    second Kiwi/model load per call), with the subprocess result's field names."""
+    r = invoke(args, env=env)
+    return SimpleNamespace(returncode=r.exit_code, stdout=r.stdout, stderr=r.stderr)
 
 
 def test_eval_end_to_end(tiny_beir, tiny_model_dir, home, tmp_path):
-    env = {**os.environ, "KRET_HOME": str(home), "KRET_MODEL": str(tiny_model_dir), "HF_HUB_OFFLINE": "1"}
+    env = {"KRET_HOME": str(home), "KRET_MODEL": str(tiny_model_dir), "HF_HUB_OFFLINE": "1"}
     sparse_json, dense_json = tmp_path / "sparse.json", tmp_path / "dense.json"
     r = _kret("eval", str(tiny_beir), "--mode", "sparse", "-k", "1,3,10", "--out", str(sparse_json), env=env)
     assert r.returncode == 0, r.stderr
@@ -103,7 +103,7 @@ def test_eval_end_to_end(tiny_beir, tiny_model_dir, home, tmp_path):
 
 
 def test_eval_bad_input_is_one_line(tiny_model_dir, home, tmp_path):
-    env = {**os.environ, "KRET_HOME": str(home), "KRET_MODEL": str(tiny_model_dir)}
+    env = {"KRET_HOME": str(home), "KRET_MODEL": str(tiny_model_dir)}
     r = _kret("eval", str(tmp_path / "missing"), env=env)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "missing" in r.stderr
     bad = tmp_path / "bad"

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -121,13 +120,14 @@ def test_calibrate_adopts_a_real_gain_and_not_a_null_one():
 
 def test_cli_tune_search_and_reset(indexed, tiny_model_dir, monkeypatch, home):
     kr, queries = indexed
+    from cli_runner import invoke
+
     monkeypatch.setenv("KRET_MODEL", str(tiny_model_dir))
     monkeypatch.setenv("KRET_HOME", str(home))
 
-    def run(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "kret.cli.main", *args], capture_output=True, text=True, timeout=300
-        )
+    def run(*args):  # in this process: the console script's error handling without a start-up per call
+        r = invoke(args)
+        return SimpleNamespace(returncode=r.exit_code, stdout=r.stdout, stderr=r.stderr)
 
     r = run("tune", "-c", "docs", "--queries", str(queries), "--folds", "3", "--dry-run", "--json")
     assert r.returncode == 0, r.stderr
