@@ -3,14 +3,20 @@
     python bench/large_doc.py make --mb 50 --out /tmp/ko50.txt            # from ../shared/data/kowiki
     python bench/large_doc.py run /tmp/ko50.txt --model .kret/test-cache/tiny-model --home /tmp/kret-big \
         --max-seconds 900                                                  # stops with Ctrl-C semantics
+    python bench/large_doc.py run /tmp/ko50.txt --model .kret/test-cache/tiny-model --home /tmp/kret-big2g \
+        --max-seconds 7200 --memory-limit-mb 2048                          # inside a 2 GB cgroup (root)
 
-RSS is sampled every 0.2 s in total and split into anonymous memory and resident pages of mapped files (see
-``_status_mb``); ``ru_maxrss`` is the kernel's exact peak of the total.
+RSS is sampled every 10 ms **by a child process** reading /proc/<pid>/status (``sample``), split into anonymous
+memory and resident pages of mapped files (``_status_mb``): a thread of the indexing process cannot sample,
+because Qdrant Edge's calls hold the GIL for their whole duration (a 0.1 s `count` lets a 1 ms ticker thread run
+once) — an in-process sampler missed the 0.7 GB rise inside the final index build's one call. ``ru_maxrss`` is the
+kernel's exact peak of the total; every rise of it (VmHWM) by more than 50 MB is logged with its time, next to
+the parts' progress lines.
 
 `make` concatenates kowiki article lines (no blank lines: the whole file is one paragraph, the worst case
-for sentence splitting). `run` indexes the file in-process, samples RSS every 0.2 s, records when each part
-is committed (the engine's progress notes), and after ``--max-seconds`` interrupts the run as Ctrl-C would;
-run it again with the same ``--home`` to measure the resume. Prints one JSON line.
+for sentence splitting). `run` indexes the file in-process, records when each part is committed (the engine's
+progress notes), and after ``--max-seconds`` interrupts the run as Ctrl-C would; run it again with the same
+``--home`` to measure the resume. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ from __future__ import annotations
 import argparse
 import bz2
 import json
+import os
 import resource
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -46,12 +54,12 @@ def make(mb: float, out: Path) -> None:
     print(json.dumps({"file": str(out), "bytes": n}))
 
 
-def _status_mb(*keys: str) -> dict[str, float]:
-    """Fields of /proc/self/status in MB: VmRSS = RssAnon (the process's own memory) + RssFile (resident
+def _status_mb(pid: int | str, *keys: str) -> dict[str, float]:
+    """Fields of /proc/PID/status in MB: VmRSS = RssAnon (the process's own memory) + RssFile (resident
     pages of mapped files: the model, libraries and Qdrant Edge's memory-mapped segments, which the kernel
-    can drop and re-read under pressure) + RssShmem."""
+    can drop and re-read under pressure) + RssShmem; VmHWM is the kernel's peak of VmRSS."""
     out = dict.fromkeys(keys, 0.0)
-    with open("/proc/self/status") as f:
+    with open(f"/proc/{pid}/status") as f:
         for line in f:
             key = line.split(":", 1)[0]
             if key in out:
@@ -59,25 +67,85 @@ def _status_mb(*keys: str) -> dict[str, float]:
     return out
 
 
+PEAK_KEYS = ("VmRSS", "RssAnon", "RssFile")
+
+
+def sample(pid: int, started: float) -> None:
+    """The sampler child: every 10 ms until the parent closes our stdin's pipe or exits, then one JSON line of
+    peaks on stdout. Times are seconds since the parent's ``started`` (``time.time()``), as in its own lines."""
+    peak = dict.fromkeys(PEAK_KEYS, 0.0)
+    done = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+    logged_hwm = 0.0
+    while not done.is_set():
+        try:
+            now = _status_mb(pid, *PEAK_KEYS, "VmHWM")
+        except (FileNotFoundError, ProcessLookupError):
+            break
+        for key in peak:
+            peak[key] = max(peak[key], now[key])
+        # the kernel's peak moved: log *when* it did, next to the progress lines
+        if now["VmHWM"] > logged_hwm + 50:
+            logged_hwm = now["VmHWM"]
+            print(
+                f"[{time.time() - started:7.1f}s] high-water mark {logged_hwm:.0f} MB "
+                f"(rss now {now['VmRSS']:.0f}, anon {now['RssAnon']:.0f}, file {now['RssFile']:.0f})",
+                file=sys.stderr,
+                flush=True,
+            )
+        time.sleep(0.01)
+    print(json.dumps(peak), flush=True)
+
+
+class MemoryLimit:
+    """This process inside a new cgroup whose memory limit is ``mb`` (v2 ``memory.max`` or v1
+    ``memory.limit_in_bytes``; needs root). Why: RSS counts resident pages of Qdrant Edge's memory-mapped
+    segment files, which the kernel drops or writes back under pressure, so a run that stays inside a hard
+    limit answers "does it fit a machine with N MB" where a peak RSS cannot. The cgroup's own peak (anonymous
+    memory + page cache charged to it) is reported; exceeding the limit is an OOM kill (exit 137)."""
+
+    def __init__(self, mb: int) -> None:
+        v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
+        root = Path("/sys/fs/cgroup") if v2 else Path("/sys/fs/cgroup/memory")
+        here = next(
+            line.split(":", 2)[2].strip()
+            for line in Path("/proc/self/cgroup").read_text().splitlines()
+            if (line.startswith("0::") if v2 else ":memory:" in line)
+        )
+        self.home = root / here.lstrip("/")
+        self.group = root / f"kret-bench-{os.getpid()}"
+        try:
+            self.group.mkdir()
+            (self.group / ("memory.max" if v2 else "memory.limit_in_bytes")).write_text(str(mb << 20))
+            (self.group / "cgroup.procs").write_text(str(os.getpid()))
+        except OSError as e:
+            sys.exit(f"--memory-limit-mb needs a writable cgroup memory controller (root): {e}")
+        self.peak_file = self.group / ("memory.peak" if v2 else "memory.max_usage_in_bytes")
+
+    def close(self) -> int:
+        """Leave the cgroup, remove it; its peak charge in MB."""
+        peak = int(self.peak_file.read_text()) >> 20
+        (self.home / "cgroup.procs").write_text(str(os.getpid()))
+        self.group.rmdir()
+        return peak
+
+
 def _rss_mb() -> float:
-    return _status_mb("VmRSS")["VmRSS"]
+    return _status_mb("self", "VmRSS")["VmRSS"]
 
 
-def run(path: Path, model: str, home: Path, max_seconds: float, part_chars: int | None) -> None:
+def run(
+    path: Path, model: str, home: Path, max_seconds: float, part_chars: int | None, limit_mb: int | None
+) -> None:
+    limit = MemoryLimit(limit_mb) if limit_mb else None
+    started_wall = time.time()
     started = time.perf_counter()
-    peak = {"VmRSS": 0.0, "RssAnon": 0.0, "RssFile": 0.0}
-    stop = threading.Event()
-    committing = (
-        threading.Event()
-    )  # the final commit: sampled every 10 ms (a short spike was missed at 0.2 s)
-
-    def sample() -> None:
-        while not stop.is_set():
-            for key, mb in _status_mb(*peak).items():
-                peak[key] = max(peak[key], mb)
-            time.sleep(0.01 if committing.is_set() else 0.2)
-
-    threading.Thread(target=sample, daemon=True).start()
+    sampler = subprocess.Popen(
+        [sys.executable, __file__, "sample", str(os.getpid()), repr(started_wall)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     from kret.api import Kret
 
     overrides = {"home": home, "model": model}
@@ -87,7 +155,7 @@ def run(path: Path, model: str, home: Path, max_seconds: float, part_chars: int 
     parts: list[float] = []
     chunks = {"n": 0, "tokens": 0}
 
-    def progress(stage=None, note=None, chunks_=None, **kw):
+    def progress(stage=None, note=None, **kw):
         if note:
             print(f"[{time.perf_counter() - started:7.1f}s] {note}", file=sys.stderr, flush=True)
         chunks["n"] += kw.get("chunks", 0) or 0
@@ -110,27 +178,27 @@ def run(path: Path, model: str, home: Path, max_seconds: float, part_chars: int 
     original_commit = EdgeStore.commit_parts
 
     def commit_parts(self, state):
-        before = dict(peak)
-        for key in peak:
-            peak[key] = 0.0
-        committing.set()
         t = time.perf_counter()
-        original_commit(self, state)  # sampling stays at 10 ms to the end: the index build follows
         print(
-            f"[{time.perf_counter() - started:7.1f}s] final commit of {state.n_chunks} chunks took "
-            f"{time.perf_counter() - t:.1f}s; peak during it (MB): {json.dumps({k: round(v) for k, v in peak.items()})}",
+            f"[{t - started:7.1f}s] final commit of {state.n_chunks} chunks starts",
             file=sys.stderr,
             flush=True,
         )
-        for key in peak:
-            peak[key] = max(peak[key], before[key])
+        original_commit(self, state)
+        print(
+            f"[{time.perf_counter() - started:7.1f}s] final commit took {time.perf_counter() - t:.1f}s",
+            file=sys.stderr,
+            flush=True,
+        )
 
     EdgeStore.commit_parts = commit_parts
     signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     signal.setitimer(signal.ITIMER_REAL, max_seconds)
-    summary = kr.index([path])
+    summary = kr.index([path], progress=progress)
     signal.setitimer(signal.ITIMER_REAL, 0)
-    stop.set()
+    peak, _ = sampler.communicate("")  # closing its stdin ends the sampler
+    peak = json.loads(peak)
+    cgroup_peak = limit.close() if limit else None
     print(
         json.dumps(
             {
@@ -147,6 +215,8 @@ def run(path: Path, model: str, home: Path, max_seconds: float, part_chars: int 
                 "peak_anon_mb_sampled": round(peak["RssAnon"]),
                 "peak_file_mb_sampled": round(peak["RssFile"]),
                 "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+                "memory_limit_mb": limit_mb,
+                "cgroup_peak_mb": cgroup_peak,
                 "warnings": summary.warnings,
             },
             ensure_ascii=False,
@@ -166,11 +236,17 @@ def main() -> None:
     r.add_argument("--home", type=Path, required=True)
     r.add_argument("--max-seconds", type=float, default=900)
     r.add_argument("--part-chars", type=int, default=None)
+    r.add_argument("--memory-limit-mb", type=int, default=None, help="run inside a cgroup with this limit")
+    sm = sub.add_parser("sample")  # internal: the sampler child of `run`
+    sm.add_argument("pid", type=int)
+    sm.add_argument("started", type=float)
     a = ap.parse_args()
-    if a.cmd == "make":
+    if a.cmd == "sample":
+        sample(a.pid, a.started)
+    elif a.cmd == "make":
         make(a.mb, a.out)
     else:
-        run(a.file, a.model, a.home, a.max_seconds, a.part_chars)
+        run(a.file, a.model, a.home, a.max_seconds, a.part_chars, a.memory_limit_mb)
 
 
 if __name__ == "__main__":
