@@ -329,10 +329,20 @@ class Ingestor:
         return len(points)
 
 
+# Padded tokens per embedding call at most, unless the model's window is longer. Measured with the default
+# model on OpenVINO (bench/embed_budget.py, bench/README.md §7): 4,096 tokens (8 texts of 512) embeds as fast
+# as 16,384 (32 of 512) or faster — 8,678 vs 7,816 tokens/s, medians of 3 — and peaks 0.25 GB lower (the
+# attention buffers grow with the call), which is what keeps a 50 MB file near 2 GB.
+MAX_DEFAULT_BATCH_TOKENS = 4096
+
+
 def default_batch_tokens(embedder: Embedder) -> int:
-    """Padded tokens per embedding call when none is set: the embedder's batch size at its full window,
-    i.e. the largest call the old count-based batching made, so peak memory does not grow."""
-    return max(1, int(getattr(embedder, "batch_size", 32))) * int(embedder.max_seq_length)
+    """Padded tokens per embedding call when none is set: the embedder's batch size at its full window (the
+    largest call the old count-based batching made), capped at ``MAX_DEFAULT_BATCH_TOKENS`` but never below
+    one full-window text."""
+    window = int(embedder.max_seq_length)
+    by_count = max(1, int(getattr(embedder, "batch_size", 32))) * window
+    return min(by_count, max(MAX_DEFAULT_BATCH_TOKENS, window))
 
 
 def reembed(

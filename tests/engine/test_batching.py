@@ -88,3 +88,20 @@ def test_vectors_are_those_of_document_order_embedding(tiny_kret, tmp_path):
     old = np.concatenate([emb.encode_passages(texts[i : i + 128]) for i in range(0, len(texts), 128)])
     stored = np.asarray([p.dense for p in points], dtype=np.float32)
     assert np.allclose(stored, old, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "window", "budget"),
+    [
+        (32, 512, 4096),  # e5 at kret's defaults: capped (was 16,384; bench/embed_budget.py)
+        (16, 128, 2048),  # a small batch x window stays as it was
+        (32, 8192, 8192),  # a long-window model: one full text per call at least
+    ],
+)
+def test_default_token_budget_is_capped_but_fits_one_full_window(batch_size, window, budget):
+    from types import SimpleNamespace
+
+    from kret.engine.ingest import default_batch_tokens
+
+    embedder = SimpleNamespace(batch_size=batch_size, max_seq_length=window)
+    assert default_batch_tokens(embedder) == budget
