@@ -65,8 +65,13 @@ def run_cli(entry: Callable[..., Any]) -> None:
         sys.exit(code)
 
 
+# Seconds between two progress lines of one task when stderr is not a terminal (a log file, nohup, a pipe).
+LINE_INTERVAL_S = 30.0
+
+
 def rich_progress(enabled: bool = True):
-    """The one progress-bar layout of the CLI: label, bar, n/total, a free text field, elapsed, remaining."""
+    """The one progress-bar layout of the CLI: label, bar, n/total, a free text field, elapsed, remaining.
+    On a stderr that is not a terminal the same tasks are written as plain lines (``line_progress``)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -77,6 +82,8 @@ def rich_progress(enabled: bool = True):
         TimeRemainingColumn,
     )
 
+    if enabled and not console.is_terminal:
+        return line_progress(LINE_INTERVAL_S)
     return Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -88,6 +95,69 @@ def rich_progress(enabled: bool = True):
         console=console,
         disable=not enabled,
     )
+
+
+def line_progress(interval: float):
+    """Progress for a stderr that is not a terminal: rich redraws a bar only on a terminal and writes it to a
+    file once, when it stops — an hour of `kret train` under nohup or in a CI log said nothing until the end.
+    Here every task is a plain line when it starts, at most every ``interval`` seconds while it runs, and
+    when it completes (a task that starts again, like the gate's second evaluation, is written again)."""
+    import time
+
+    from rich.progress import Progress, Task, TaskID
+
+    def _duration(seconds: float) -> str:
+        m, s = divmod(int(seconds), 60)
+        h, m = divmod(m, 60)
+        return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+    def _line(task: Task) -> str:
+        done = f"{task.completed:,.0f}"
+        if task.total is not None:
+            done += f"/{task.total:,.0f}"
+            if task.total:
+                done += f" ({100 * task.completed / task.total:.0f}%)"
+        parts = [f"{task.description}: {done}"]
+        if task.fields.get("extra"):
+            parts.append(str(task.fields["extra"]))
+        parts.append(f"{_duration(task.elapsed or 0)} elapsed")
+        if not task.finished and task.time_remaining is not None:
+            parts.append(f"~{_duration(task.time_remaining)} left")
+        return ", ".join(parts)
+
+    class LineProgress(Progress):
+        def __init__(self) -> None:
+            super().__init__(console=console, disable=True)
+            self._last_line: dict[TaskID, float] = {}
+            self._last_completed: dict[TaskID, float] = {}
+            self._written_finished: set[TaskID] = set()
+
+        def update(self, task_id: TaskID, **kwargs: Any) -> None:
+            super().update(task_id, **kwargs)
+            self._maybe_write(task_id)
+
+        def advance(self, task_id: TaskID, advance: float = 1) -> None:
+            super().advance(task_id, advance)
+            self._maybe_write(task_id)
+
+        def _maybe_write(self, task_id: TaskID) -> None:
+            task = self._tasks[task_id]
+            finished = task.total is not None and task.completed >= task.total
+            if not finished:
+                self._written_finished.discard(task_id)
+            elif task_id in self._written_finished:
+                return
+            restarted = task.completed < self._last_completed.get(task_id, 0)
+            self._last_completed[task_id] = task.completed
+            now = time.monotonic()
+            last = self._last_line.get(task_id)
+            if last is None or finished or restarted or now - last >= interval:
+                self._last_line[task_id] = now
+                if finished:
+                    self._written_finished.add(task_id)
+                self.console.print(_line(task), highlight=False, markup=False, soft_wrap=True)
+
+    return LineProgress()
 
 
 class ProgressView:

@@ -158,3 +158,44 @@ def test_missing_extra_is_one_line_on_stderr_with_exit_code(tmp_path):
     assert r.stderr.strip().splitlines() == [
         "error: --plot needs the 'plot' extra (matplotlib not installed): pip install 'kret[plot]'"
     ]
+
+
+# progress off a terminal ----------------------------------------------------------------------------------
+
+
+def test_progress_off_a_terminal_is_plain_lines_at_start_every_interval_and_end(monkeypatch, capsys):
+    """Into a log file rich would write the bars once, when they stop; `kret train` under nohup said nothing
+    for an hour. Lines: the first update, then at most one per interval, the completion once, a restart."""
+    import time
+
+    from kret.cli.common import line_progress
+
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    progress = line_progress(30.0)
+    task = progress.add_task("training", total=4, extra="")
+    progress.update(task, advance=1, extra="loss 0.5000")
+    now[0] += 10
+    progress.update(task, advance=1)  # within the interval: no line
+    now[0] += 25
+    progress.update(task, advance=1)  # 35 s after the first line
+    progress.update(task, advance=1)  # completes
+    progress.update(task, advance=0)  # already written as complete
+    progress.update(task, completed=0)  # the stage starts again (the gate evaluates twice)
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(",")[0] for line in lines] == [
+        "training: 1/4 (25%)",
+        "training: 3/4 (75%)",
+        "training: 4/4 (100%)",
+        "training: 0/4 (0%)",
+    ]
+    assert "loss 0.5000" in lines[0] and "elapsed" in lines[0]
+
+
+def test_index_into_a_log_file_writes_progress_lines(tiny_model_dir):
+    from tests.cli_runner import invoke
+
+    r = invoke(["index", str(SAMPLES), "-m", str(tiny_model_dir)])
+    assert r.exit_code == 0, r.stderr
+    assert "embedding documents: 8/8 (100%)" in r.stderr
+    assert "\x1b[" not in r.stderr  # no terminal control codes in a file
