@@ -41,6 +41,14 @@ def budget_options(fn):
             help="Plain (uncached) loss: all activations of a batch at once; needs far more memory.",
         ),
         click.option(
+            "--save-minutes",
+            type=click.FloatRange(0, min_open=True),
+            default=15.0,
+            show_default=True,
+            help="Also checkpoint when N minutes passed since the last checkpoint, so --resume after an "
+            "interrupt repeats at most that much (a CPU step can take a minute).",
+        ),
+        click.option(
             "--precision",
             type=click.Choice(PRECISIONS),
             default="auto",

@@ -77,6 +77,9 @@ class FitConfig:
     loss: str = DEFAULT_LOSS  # a name in kret.trainer.losses.LOSSES
     seed: int = 0
     save_steps: int = 200
+    # Also checkpoint when this many minutes passed since the last one (None = steps only). A CPU step can take a
+    # minute: 200 steps are hours, and an interrupt (Ctrl-C, a closed laptop lid) lost all of them.
+    save_minutes: float | None = 15.0
     resume: bool = False  # continue from the newest checkpoint in run_dir
     # optional extras
     matryoshka_weights: list[float] | None = None  # one per dim; None = all 1 (KaLM uses 1/.3/.2/.1/.1)
@@ -124,6 +127,8 @@ class FitConfig:
             )
         if self.save_steps < 1:
             raise UserInputError("save_steps must be >= 1")
+        if self.save_minutes is not None and not (self.save_minutes > 0 and math.isfinite(self.save_minutes)):
+            raise UserInputError(f"save_minutes must be > 0 minutes, got {self.save_minutes}")
         if self.max_seq_length is not None and self.max_seq_length < 8:
             raise UserInputError(f"max_seq_length must be >= 8 tokens, got {self.max_seq_length}")
         if self.matryoshka_dims is not None:
@@ -318,6 +323,30 @@ def _progress_callback(progress: Callable[..., None], examples_per_step: int) ->
     return _Progress()
 
 
+def _save_every(minutes: float) -> Any:
+    from transformers import TrainerCallback
+
+    class _SaveEvery(TrainerCallback):
+        """Asks the trainer for a checkpoint when ``minutes`` passed since the last one (or since the start), on
+        top of the step-based ones, so that `--resume` after an interrupt repeats at most that much work."""
+
+        def __init__(self) -> None:
+            self.last = time.monotonic()
+
+        def on_train_begin(self, args, state, control, **kwargs):  # noqa: ARG002 - HF signature
+            self.last = time.monotonic()
+
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ARG002 - HF signature
+            if time.monotonic() - self.last >= minutes * 60:
+                control.should_save = True
+            return control
+
+        def on_save(self, args, state, control, **kwargs):  # noqa: ARG002 - HF signature
+            self.last = time.monotonic()
+
+    return _SaveEvery()
+
+
 @contextlib.contextmanager
 def _quiet_stderr(active: bool) -> Iterator[None]:
     if not active:
@@ -441,6 +470,9 @@ def fit(
     # args.device is this process's own GPU under torchrun; the GIST guide must sit beside the model there.
     loss = _build_loss(model, base, cfg, mini, str(args.device))
     callbacks = [_progress_callback(progress, effective_batch)] if progress else []
+    if cfg.save_minutes is not None and n_proc == 1:
+        # One process only: ranks whose clocks disagree would not all enter the checkpoint's collective save.
+        callbacks.append(_save_every(cfg.save_minutes))
     with _quiet_stderr(progress is not None):
         # The model-card callback draws a tqdm bar while the trainer is built; it would tear a rich display.
         trainer = SentenceTransformerTrainer(

@@ -273,6 +273,34 @@ def test_cached_variant(tiny_kret, tiny_st, tmp_path):
     assert (final / "modules.json").is_file()
 
 
+def test_checkpoints_by_time_as_well_as_by_steps(tiny_kret, tiny_st, tmp_path):
+    """A CPU step can take a minute, so 200-step checkpoints left hours of training to an interrupt: a run also
+    saves when save_minutes passed since the last checkpoint (here: at every step; the newest two are kept)."""
+    from kret.trainer.fit import FitConfig, fit
+
+    cfg = FitConfig(batch_size=4, max_steps=3, lr=5e-3, warmup_ratio=0.0, torch_threads=1, save_minutes=1e-9)
+    run = tmp_path / "run"
+    seen: list[list[str]] = []
+
+    def watch(stage=None, advance=0, **_):
+        if stage == "train" and advance == 1 and (run / "checkpoints").is_dir():
+            seen.append(sorted(p.name for p in (run / "checkpoints").iterdir()))
+
+    fit(
+        tiny_kret.resolve_model(),
+        _rows(8),
+        cfg,
+        run_dir=run,
+        prompts={},
+        model=fresh(tiny_st),
+        progress=watch,
+    )
+    # the progress callback runs before the step's checkpoint is written: at step 3 it sees steps 1 and 2
+    assert seen[-1] == ["checkpoint-1", "checkpoint-2"]
+    with pytest.raises(UserInputError, match="save_minutes"):
+        FitConfig(save_minutes=0).validate()
+
+
 def test_matryoshka_variant_and_small_data_batch_cap(tiny_kret, tiny_st, tmp_path):
     from kret.trainer.fit import FitConfig, fit
 
